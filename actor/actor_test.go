@@ -1,0 +1,716 @@
+package actor_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cohort-go/cohort/actor"
+)
+
+func newSystem(t *testing.T) *actor.System {
+	t.Helper()
+	sys := actor.NewSystem(actor.Config{Node: "test"})
+	t.Cleanup(func() { sys.Shutdown(context.Background()) })
+	return sys
+}
+
+func spawn(t *testing.T, sys *actor.System, a actor.Actor, opts actor.Options) actor.Ref {
+	t.Helper()
+	ref, err := sys.Spawn(context.Background(), a, opts)
+	if err != nil {
+		t.Fatalf("spawn: %v", err)
+	}
+	return ref
+}
+
+// probe is a test actor whose behaviour is driven by its messages.
+type probe struct {
+	initArgs   any
+	got        []any
+	terminated chan error
+	block      chan struct{}
+	deferred   chan actor.ReplyTo
+}
+
+type (
+	echo        struct{ V any }
+	crash       struct{ V any }
+	stopWith    struct{ Reason error }
+	deferReply  struct{}
+	blockNow    struct{}
+	history     struct{}
+	deadlineOf  struct{}
+	monitorThis struct{ Ref actor.Ref }
+)
+
+func (p *probe) Init(_ *actor.Context, args any) error {
+	p.initArgs = args
+	if err, ok := args.(error); ok {
+		return err
+	}
+	if args == "panic" {
+		panic("init exploded")
+	}
+	return nil
+}
+
+func (p *probe) HandleCall(ctx *actor.Context, msg any) (any, error) {
+	switch m := msg.(type) {
+	case echo:
+		return m.V, nil
+	case crash:
+		panic(m.V)
+	case stopWith:
+		ctx.Stop(m.Reason)
+		return "stopping", nil
+	case deferReply:
+		p.deferred <- ctx.DeferReply()
+		return "ignored", nil
+	case history:
+		return append([]any(nil), p.got...), nil
+	case deadlineOf:
+		d, ok := ctx.Deadline()
+		if !ok {
+			return nil, errors.New("no deadline")
+		}
+		return d, nil
+	case monitorThis:
+		return ctx.Monitor(m.Ref), nil
+	case blockNow:
+		<-p.block
+		return nil, nil
+	}
+	return nil, actor.ErrUnhandled
+}
+
+func (p *probe) HandleCast(_ *actor.Context, msg any) error {
+	switch m := msg.(type) {
+	case stopWith:
+		return m.Reason
+	case blockNow:
+		<-p.block
+		return nil
+	}
+	p.got = append(p.got, msg)
+	return nil
+}
+
+func (p *probe) HandleInfo(_ *actor.Context, msg any) error {
+	p.got = append(p.got, msg)
+	return nil
+}
+
+func (p *probe) Terminate(_ *actor.Context, reason error) {
+	if p.terminated != nil {
+		p.terminated <- reason
+	}
+	if p.block != nil && errors.Is(reason, errSlowTerminate) {
+		<-p.block
+	}
+}
+
+var errSlowTerminate = errors.New("slow terminate")
+
+func TestCallReplies(t *testing.T) {
+	sys := newSystem(t)
+	ref := spawn(t, sys, &probe{}, actor.Options{Args: 42})
+	got, err := actor.Call[string](context.Background(), sys, ref, echo{"hello"})
+	if err != nil || got != "hello" {
+		t.Fatalf("call = %q, %v; want hello", got, err)
+	}
+	if _, err := actor.Call[int](context.Background(), sys, ref, echo{"x"}); !errors.Is(err, actor.ErrReplyType) {
+		t.Fatalf("typed call with wrong type: %v, want ErrReplyType", err)
+	}
+	if _, err := sys.Call(context.Background(), ref, "unknown"); !errors.Is(err, actor.ErrUnhandled) {
+		t.Fatalf("unknown message: %v, want ErrUnhandled", err)
+	}
+}
+
+func TestInitReceivesArgs(t *testing.T) {
+	sys := newSystem(t)
+	p := &probe{}
+	spawn(t, sys, p, actor.Options{Args: 42})
+	if p.initArgs != 42 {
+		t.Fatalf("init args = %v, want 42", p.initArgs)
+	}
+}
+
+func TestInitFailureAbortsSpawn(t *testing.T) {
+	sys := newSystem(t)
+	boom := errors.New("boom")
+	for _, tc := range []struct {
+		name string
+		args any
+		want func(error) bool
+	}{
+		{"error", boom, func(err error) bool { return errors.Is(err, boom) }},
+		{"panic", "panic", func(err error) bool { var pe *actor.PanicError; return errors.As(err, &pe) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := sys.Spawn(context.Background(), &probe{}, actor.Options{Name: "init-" + tc.name, Args: tc.args})
+			if err == nil || !tc.want(err) {
+				t.Fatalf("spawn error = %v", err)
+			}
+			if _, ok := sys.Whereis("init-" + tc.name); ok {
+				t.Fatal("name of a failed spawn is still registered")
+			}
+			if sys.Count() != 0 {
+				t.Fatalf("%d actors alive after failed spawn", sys.Count())
+			}
+		})
+	}
+}
+
+func TestDeferredReplyFromAnotherGoroutine(t *testing.T) {
+	sys := newSystem(t)
+	p := &probe{deferred: make(chan actor.ReplyTo, 1)}
+	ref := spawn(t, sys, p, actor.Options{})
+	go func() {
+		r := <-p.deferred
+		if !r.Reply("later", nil) {
+			t.Error("deferred reply not delivered")
+		}
+		if r.Reply("twice", nil) {
+			t.Error("second reply delivered")
+		}
+	}()
+	got, err := sys.Call(context.Background(), ref, deferReply{})
+	if err != nil || got != "later" {
+		t.Fatalf("call = %v, %v; want later", got, err)
+	}
+	// The actor keeps serving while a reply is deferred.
+	if v, err := sys.Call(context.Background(), ref, echo{1}); err != nil || v != 1 {
+		t.Fatalf("call after deferred = %v, %v", v, err)
+	}
+}
+
+func TestLateReplyDoesNotReachLaterCall(t *testing.T) {
+	sys := newSystem(t)
+	p := &probe{deferred: make(chan actor.ReplyTo, 1)}
+	ref := spawn(t, sys, p, actor.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := sys.Call(ctx, ref, deferReply{}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("call = %v, want deadline exceeded", err)
+	}
+	stale := <-p.deferred
+	for i := range 100 {
+		if stale.Reply("stale", nil) {
+			t.Fatal("reply to an abandoned call was delivered")
+		}
+		if v, err := sys.Call(context.Background(), ref, echo{i}); err != nil || v != i {
+			t.Fatalf("call %d = %v, %v", i, v, err)
+		}
+	}
+}
+
+func TestCallToMissingActorFailsAtOnce(t *testing.T) {
+	sys := newSystem(t)
+	ref := spawn(t, sys, &probe{}, actor.Options{})
+	if err := sys.Stop(context.Background(), ref, nil); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name   string
+		target actor.Target
+		want   error
+	}{
+		{"stopped ref", ref, actor.ErrNotFound},
+		{"never existed", actor.Ref{Node: "test", ID: 999999, Incarnation: ref.Incarnation}, actor.ErrNotFound},
+		{"earlier incarnation", actor.Ref{Node: "test", ID: ref.ID, Incarnation: ref.Incarnation + 2}, actor.ErrNotFound},
+		{"zero ref", actor.Ref{}, actor.ErrInvalidRef},
+		{"nil target", nil, actor.ErrInvalidRef},
+		{"unknown name", actor.Name("nobody"), actor.ErrNotFound},
+		{"empty name", actor.Name(""), actor.ErrInvalidName},
+		{"control char name", actor.Name("a\nb"), actor.ErrInvalidName},
+		{"other node", actor.Ref{Node: "elsewhere", ID: 1, Incarnation: 1}, actor.ErrRemoteNode},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			start := time.Now()
+			_, err := sys.Call(ctx, tc.target, echo{1})
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("call: %v, want %v", err, tc.want)
+			}
+			if err := sys.Cast(ctx, tc.target, 1); !errors.Is(err, tc.want) {
+				t.Fatalf("cast: %v, want %v", err, tc.want)
+			}
+			if err := sys.Send(tc.target, 1); !errors.Is(err, tc.want) {
+				t.Fatalf("send: %v, want %v", err, tc.want)
+			}
+			if time.Since(start) > 10*time.Second {
+				t.Fatal("failure was not immediate")
+			}
+		})
+	}
+}
+
+func TestCalleeDyingMidCallFailsWithReason(t *testing.T) {
+	sys := newSystem(t)
+	p := &probe{deferred: make(chan actor.ReplyTo, 1)}
+	ref := spawn(t, sys, p, actor.Options{})
+	boom := errors.New("callee broke")
+	go func() {
+		<-p.deferred
+		_ = sys.Cast(context.Background(), ref, stopWith{boom})
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	_, err := sys.Call(ctx, ref, deferReply{})
+	var exit *actor.ExitError
+	if !errors.As(err, &exit) || !errors.Is(err, boom) || exit.Ref != ref {
+		t.Fatalf("call = %v, want ExitError with reason %v", err, boom)
+	}
+}
+
+func TestPanicCrashesOnlyThatActor(t *testing.T) {
+	sys := newSystem(t)
+	crashing := spawn(t, sys, &probe{}, actor.Options{})
+	other := spawn(t, sys, &probe{}, actor.Options{})
+	_, downs := sys.Monitor(crashing)
+	_, err := sys.Call(context.Background(), crashing, crash{"kaboom"})
+	var pe *actor.PanicError
+	if !errors.As(err, &pe) || pe.Value != "kaboom" {
+		t.Fatalf("call = %v, want PanicError(kaboom)", err)
+	}
+	if !strings.Contains(pe.Stack(), "probe).HandleCall") {
+		t.Fatalf("panic stack does not show the handler:\n%s", pe.Stack())
+	}
+	d := <-downs
+	if !errors.As(d.Reason, &pe) {
+		t.Fatalf("down reason = %v, want PanicError", d.Reason)
+	}
+	if actor.IsNormal(d.Reason) {
+		t.Fatal("panic counted as a normal exit")
+	}
+	if v, err := sys.Call(context.Background(), other, echo{"ok"}); err != nil || v != "ok" {
+		t.Fatalf("other actor: %v, %v", v, err)
+	}
+}
+
+func TestDeadlineTravelsWithCall(t *testing.T) {
+	sys := newSystem(t)
+	ref := spawn(t, sys, &probe{}, actor.Options{})
+	deadline := time.Now().Add(time.Minute)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	got, err := actor.Call[time.Time](ctx, sys, ref, deadlineOf{})
+	if err != nil || !got.Equal(deadline) {
+		t.Fatalf("callee saw deadline %v (%v), want %v", got, err, deadline)
+	}
+	if _, err := sys.Call(context.Background(), ref, deadlineOf{}); err == nil {
+		t.Fatal("callee saw a deadline for a call without one")
+	}
+}
+
+func TestCallDeadlineComesFromContext(t *testing.T) {
+	sys := newSystem(t)
+	p := &probe{block: make(chan struct{})}
+	ref := spawn(t, sys, p, actor.Options{})
+	defer close(p.block)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	if _, err := sys.Call(ctx, ref, blockNow{}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("call = %v, want DeadlineExceeded", err)
+	}
+	canceled, cancel2 := context.WithCancel(context.Background())
+	cancel2()
+	if _, err := sys.Call(canceled, ref, echo{1}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("call with canceled ctx = %v", err)
+	}
+}
+
+func TestNames(t *testing.T) {
+	sys := newSystem(t)
+	a := spawn(t, sys, &probe{}, actor.Options{Name: "alpha"})
+	b := spawn(t, sys, &probe{}, actor.Options{})
+	if got, ok := sys.Whereis("alpha"); !ok || got != a {
+		t.Fatalf("whereis alpha = %v %v", got, ok)
+	}
+	err := sys.Register("alpha", b)
+	var are *actor.AlreadyRegisteredError
+	if !errors.Is(err, actor.ErrAlreadyRegistered) || !errors.As(err, &are) || are.Owner != a {
+		t.Fatalf("second register = %v, want AlreadyRegistered owned by %v", err, a)
+	}
+	_, err = sys.Spawn(context.Background(), &probe{}, actor.Options{Name: "alpha"})
+	if !errors.Is(err, actor.ErrAlreadyRegistered) {
+		t.Fatalf("spawn with taken name = %v", err)
+	}
+	if v, err := sys.Call(context.Background(), actor.Name("alpha"), echo{7}); err != nil || v != 7 {
+		t.Fatalf("call by name = %v %v", v, err)
+	}
+	if err := sys.Stop(context.Background(), actor.Name("alpha"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := sys.Whereis("alpha"); ok {
+		t.Fatal("name not freed when its actor exited")
+	}
+	if err := sys.Register("alpha", b); err != nil {
+		t.Fatalf("register freed name: %v", err)
+	}
+	if !sys.Unregister("alpha") || sys.Unregister("alpha") {
+		t.Fatal("unregister should succeed once")
+	}
+	for _, bad := range []string{"", "tab\there", "nul\x00", strings.Repeat("x", actor.MaxNameLen+1), "bad\xffutf8"} {
+		if err := sys.Register(bad, b); !errors.Is(err, actor.ErrInvalidName) {
+			t.Errorf("register %q = %v, want ErrInvalidName", bad, err)
+		}
+	}
+}
+
+func TestResolverPlugsIntoNames(t *testing.T) {
+	sys := newSystem(t)
+	ref := spawn(t, sys, &probe{}, actor.Options{})
+	sys.AddResolver(actor.ResolverFunc(func(_ context.Context, name string) (actor.Ref, error) {
+		if name == "global-thing" {
+			return ref, nil
+		}
+		return actor.Ref{}, fmt.Errorf("%w: %s", actor.ErrNotFound, name)
+	}))
+	if v, err := sys.Call(context.Background(), actor.Name("global-thing"), echo{"via"}); err != nil || v != "via" {
+		t.Fatalf("call via resolver = %v, %v", v, err)
+	}
+	if _, err := sys.Call(context.Background(), actor.Name("missing"), echo{1}); !errors.Is(err, actor.ErrNotFound) {
+		t.Fatalf("missing via resolver: %v", err)
+	}
+}
+
+func TestMailboxFIFOPerSender(t *testing.T) {
+	sys := newSystem(t)
+	p := &probe{}
+	ref := spawn(t, sys, p, actor.Options{})
+	const senders, per = 4, 2000
+	type tagged struct{ S, N int }
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range per {
+				if err := sys.Cast(context.Background(), ref, tagged{s, n}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	got, err := actor.Call[[]any](context.Background(), sys, ref, history{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != senders*per {
+		t.Fatalf("handled %d messages, want %d", len(got), senders*per)
+	}
+	next := make([]int, senders)
+	for _, m := range got {
+		tm := m.(tagged)
+		if tm.N != next[tm.S] {
+			t.Fatalf("sender %d: got %d, want %d", tm.S, tm.N, next[tm.S])
+		}
+		next[tm.S]++
+	}
+}
+
+func TestBoundedMailbox(t *testing.T) {
+	sys := newSystem(t)
+	t.Run("fail fast", func(t *testing.T) {
+		p := &probe{block: make(chan struct{})}
+		ref := spawn(t, sys, p, actor.Options{MailboxSize: 2, WhenFull: actor.FailFast})
+		ctx := context.Background()
+		if err := sys.Cast(ctx, ref, blockNow{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := sys.Cast(ctx, ref, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := sys.Cast(ctx, ref, 2); !errors.Is(err, actor.ErrMailboxFull) {
+			t.Fatalf("third cast = %v, want ErrMailboxFull", err)
+		}
+		if err := sys.Send(ref, 3); !errors.Is(err, actor.ErrMailboxFull) {
+			t.Fatalf("send to full = %v, want ErrMailboxFull", err)
+		}
+		close(p.block)
+		if err := castEventually(ctx, sys, ref, 4); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := actor.Call[[]any](ctx, sys, ref, history{})
+		if fmt.Sprint(got) != "[1 4]" {
+			t.Fatalf("handled %v, want [1 4]: nothing but the refused message may be missing", got)
+		}
+	})
+	t.Run("block", func(t *testing.T) {
+		p := &probe{block: make(chan struct{})}
+		ref := spawn(t, sys, p, actor.Options{MailboxSize: 1})
+		ctx := context.Background()
+		if err := sys.Cast(ctx, ref, blockNow{}); err != nil {
+			t.Fatal(err)
+		}
+		short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		defer cancel()
+		if err := sys.Cast(short, ref, 1); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("cast to full blocking mailbox = %v, want deadline exceeded", err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- sys.Cast(ctx, ref, 2) }()
+		close(p.block)
+		if err := <-done; err != nil {
+			t.Fatalf("blocked cast after room: %v", err)
+		}
+		got, _ := actor.Call[[]any](ctx, sys, ref, history{})
+		if fmt.Sprint(got) != "[2]" {
+			t.Fatalf("handled %v, want [2]", got)
+		}
+	})
+}
+
+// castEventually retries a fail-fast cast until the mailbox has room; the
+// mailbox drains as soon as its actor runs.
+func castEventually(ctx context.Context, sys *actor.System, ref actor.Ref, msg any) error {
+	for {
+		err := sys.Cast(ctx, ref, msg)
+		if !errors.Is(err, actor.ErrMailboxFull) {
+			return err
+		}
+		if _, err := sys.Call(ctx, ref, echo{nil}); err != nil && !errors.Is(err, actor.ErrMailboxFull) {
+			return err
+		}
+	}
+}
+
+func TestMonitors(t *testing.T) {
+	sys := newSystem(t)
+	ctx := context.Background()
+	t.Run("down carries reason", func(t *testing.T) {
+		ref := spawn(t, sys, &probe{}, actor.Options{})
+		_, downs := sys.Monitor(ref)
+		boom := errors.New("boom")
+		_ = sys.Cast(ctx, ref, stopWith{boom})
+		d := <-downs
+		if d.Ref != ref || !errors.Is(d.Reason, boom) {
+			t.Fatalf("down = %+v", d)
+		}
+	})
+	t.Run("already gone", func(t *testing.T) {
+		ref := spawn(t, sys, &probe{}, actor.Options{})
+		_ = sys.Stop(ctx, ref, nil)
+		_, downs := sys.Monitor(ref)
+		select {
+		case d := <-downs:
+			if !errors.Is(d.Reason, actor.ErrNotFound) {
+				t.Fatalf("down reason = %v, want ErrNotFound", d.Reason)
+			}
+		default:
+			t.Fatal("monitor of a dead actor did not fire at once")
+		}
+	})
+	t.Run("demonitor", func(t *testing.T) {
+		ref := spawn(t, sys, &probe{}, actor.Options{})
+		m, downs := sys.Monitor(ref)
+		sys.Demonitor(m)
+		_ = sys.Stop(ctx, ref, nil)
+		select {
+		case d := <-downs:
+			t.Fatalf("down after demonitor: %+v", d)
+		default:
+		}
+	})
+	t.Run("actor receives down as info", func(t *testing.T) {
+		watcher := &probe{}
+		w := spawn(t, sys, watcher, actor.Options{})
+		target := spawn(t, sys, &probe{}, actor.Options{})
+		if _, err := sys.Call(ctx, w, monitorThis{target}); err != nil {
+			t.Fatal(err)
+		}
+		_ = sys.Stop(ctx, target, actor.Shutdown)
+		got := waitHistory(t, sys, w, 1)
+		d, ok := got[0].(actor.Down)
+		if !ok || d.Ref != target || !errors.Is(d.Reason, actor.Shutdown) {
+			t.Fatalf("watcher got %v", got)
+		}
+	})
+}
+
+// waitHistory polls the probe until it has handled n casts or infos.
+func waitHistory(t *testing.T, sys *actor.System, ref actor.Ref, n int) []any {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		got, err := actor.Call[[]any](context.Background(), sys, ref, history{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) >= n {
+			return got
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("actor did not handle %d messages", n)
+	return nil
+}
+
+func TestStopRunsTerminate(t *testing.T) {
+	sys := newSystem(t)
+	p := &probe{terminated: make(chan error, 1)}
+	ref := spawn(t, sys, p, actor.Options{Name: "stoppable"})
+	why := errors.New("operator asked")
+	if err := sys.Stop(context.Background(), ref, why); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-p.terminated; !errors.Is(got, why) {
+		t.Fatalf("terminate reason = %v", got)
+	}
+	if sys.Alive(ref) {
+		t.Fatal("actor alive after Stop")
+	}
+	if _, err := sys.Call(context.Background(), ref, echo{1}); !errors.Is(err, actor.ErrNotFound) {
+		t.Fatalf("call to stopped actor = %v, want ErrNotFound", err)
+	}
+}
+
+func TestStopTimeoutAbandonsActor(t *testing.T) {
+	sys := newSystem(t)
+	p := &probe{terminated: make(chan error, 1), block: make(chan struct{})}
+	defer close(p.block)
+	ref := spawn(t, sys, p, actor.Options{Name: "stuck", ShutdownTimeout: 30 * time.Millisecond})
+	_, downs := sys.Monitor(ref)
+	err := sys.Stop(context.Background(), ref, errSlowTerminate)
+	if !errors.Is(err, actor.ErrKilled) {
+		t.Fatalf("stop = %v, want ErrKilled", err)
+	}
+	if d := <-downs; !errors.Is(d.Reason, actor.ErrKilled) {
+		t.Fatalf("down reason = %v, want ErrKilled", d.Reason)
+	}
+	if _, ok := sys.Whereis("stuck"); ok {
+		t.Fatal("name of an abandoned actor not freed")
+	}
+	if err := sys.Cast(context.Background(), ref, 1); !errors.Is(err, actor.ErrNotFound) {
+		t.Fatalf("cast to abandoned actor = %v", err)
+	}
+	if _, err := sys.Spawn(context.Background(), &probe{}, actor.Options{Name: "stuck"}); err != nil {
+		t.Fatalf("name not reusable after abandon: %v", err)
+	}
+}
+
+func TestKillSkipsTerminate(t *testing.T) {
+	sys := newSystem(t)
+	p := &probe{terminated: make(chan error, 1)}
+	ref := spawn(t, sys, p, actor.Options{})
+	_, downs := sys.Monitor(ref)
+	if err := sys.Kill(ref); err != nil {
+		t.Fatal(err)
+	}
+	if d := <-downs; !errors.Is(d.Reason, actor.ErrKilled) {
+		t.Fatalf("down = %v", d.Reason)
+	}
+	select {
+	case r := <-p.terminated:
+		t.Fatalf("terminate ran on kill with %v", r)
+	default:
+	}
+}
+
+func TestCastStopReason(t *testing.T) {
+	sys := newSystem(t)
+	p := &probe{terminated: make(chan error, 1)}
+	ref := spawn(t, sys, p, actor.Options{})
+	_ = sys.Cast(context.Background(), ref, stopWith{actor.Normal})
+	if r := <-p.terminated; !actor.IsNormal(r) {
+		t.Fatalf("terminate reason = %v, want normal", r)
+	}
+}
+
+type callOnly struct{}
+
+func (callOnly) HandleCall(_ *actor.Context, msg any) (any, error) { return msg, nil }
+
+func TestBadInput(t *testing.T) {
+	ctx := context.Background()
+	sys := newSystem(t)
+	if _, err := sys.Spawn(ctx, nil, actor.Options{}); !errors.Is(err, actor.ErrNilActor) {
+		t.Errorf("nil actor: %v", err)
+	}
+	if _, err := sys.Spawn(ctx, callOnly{}, actor.Options{MailboxSize: -1}); !errors.Is(err, actor.ErrInvalidOption) {
+		t.Errorf("negative mailbox: %v", err)
+	}
+	if _, err := sys.Spawn(ctx, callOnly{}, actor.Options{Name: "bad\x01name"}); !errors.Is(err, actor.ErrInvalidName) {
+		t.Errorf("bad name: %v", err)
+	}
+	ref := spawn(t, sys, callOnly{}, actor.Options{})
+	if err := sys.Cast(ctx, ref, 1); !errors.Is(err, actor.ErrUnhandled) {
+		t.Errorf("cast to actor without HandleCast: %v", err)
+	}
+	if err := sys.Send(ref, 1); !errors.Is(err, actor.ErrUnhandled) {
+		t.Errorf("send to actor without HandleInfo: %v", err)
+	}
+	if err := sys.Stop(ctx, actor.Ref{}, nil); !errors.Is(err, actor.ErrInvalidRef) {
+		t.Errorf("stop zero ref: %v", err)
+	}
+	stopped := actor.NewSystem(actor.Config{Node: "gone"})
+	r := spawn(t, stopped, callOnly{}, actor.Options{})
+	if err := stopped.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stopped.Call(ctx, r, 1); !errors.Is(err, actor.ErrSystemStopped) {
+		t.Errorf("call on stopped system: %v", err)
+	}
+	if _, err := stopped.Spawn(ctx, callOnly{}, actor.Options{}); !errors.Is(err, actor.ErrSystemStopped) {
+		t.Errorf("spawn on stopped system: %v", err)
+	}
+}
+
+func TestShutdownStopsEveryActor(t *testing.T) {
+	sys := actor.NewSystem(actor.Config{})
+	var terms []chan error
+	for range 10 {
+		p := &probe{terminated: make(chan error, 1)}
+		terms = append(terms, p.terminated)
+		spawn(t, sys, p, actor.Options{})
+	}
+	if err := sys.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range terms {
+		if r := <-c; !errors.Is(r, actor.Shutdown) {
+			t.Fatalf("terminate reason = %v", r)
+		}
+	}
+	if sys.Count() != 0 {
+		t.Fatalf("%d actors alive after Shutdown", sys.Count())
+	}
+}
+
+func TestConcurrentCallsAndStops(t *testing.T) {
+	sys := newSystem(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 200 {
+				ref, err := sys.Spawn(ctx, &probe{}, actor.Options{})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				go func() { _ = sys.Stop(ctx, ref, nil) }()
+				v, err := sys.Call(ctx, ref, echo{j})
+				if err == nil && v != j {
+					t.Errorf("reply %v, want %d", v, j)
+				}
+				if err != nil && !errors.Is(err, actor.ErrNotFound) && !errors.As(err, new(*actor.ExitError)) {
+					t.Errorf("unexpected error %v", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}

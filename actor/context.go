@@ -1,0 +1,83 @@
+package actor
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Context is what an actor's callbacks receive: the actor's identity, the
+// message's call deadline, and the actions only the actor itself may take.
+// It is valid only inside the callback that received it and must not be
+// kept or used from another goroutine (ReplyTo may).
+type Context struct {
+	p        *process
+	reply    ReplyTo
+	deadline time.Time
+	deferred bool
+	stop     error
+	life     context.Context
+	cancel   context.CancelFunc
+}
+
+// Self returns the actor's own Ref.
+func (c *Context) Self() Ref { return c.p.ref }
+
+// System returns the system the actor runs in.
+func (c *Context) System() *System { return c.p.sys }
+
+// Logger returns the system's logger, annotated with the actor's Ref.
+func (c *Context) Logger() *zap.Logger { return c.p.sys.log.With(zap.Stringer("actor", c.p.ref)) }
+
+// Deadline returns the deadline of the call being handled, if its caller's
+// context had one. It is false for casts, sends and calls without deadline.
+func (c *Context) Deadline() (time.Time, bool) { return c.deadline, !c.deadline.IsZero() }
+
+// Context returns a context.Context canceled when the actor exits, for
+// handlers that do blocking work (such as etcd requests) on the actor's
+// behalf.
+func (c *Context) Context() context.Context {
+	c.p.mu.Lock()
+	defer c.p.mu.Unlock()
+	if c.life == nil {
+		c.life, c.cancel = context.WithCancel(context.Background())
+		if c.p.dead {
+			c.cancel()
+		}
+	}
+	return c.life
+}
+
+// DeferReply, called in HandleCall, detaches the reply from the handler's
+// return: the caller keeps waiting until ReplyTo.Reply is called (from any
+// goroutine), the callee exits, or the caller's deadline passes. The
+// handler's return values are then ignored. Outside HandleCall it returns a
+// ReplyTo whose Reply does nothing and reports false.
+func (c *Context) DeferReply() ReplyTo {
+	c.deferred = true
+	return c.reply
+}
+
+// Stop makes the actor exit with reason once the current callback returns.
+// A nil reason means Normal.
+func (c *Context) Stop(reason error) {
+	if reason == nil {
+		reason = Normal
+	}
+	c.stop = reason
+}
+
+// Monitor starts monitoring target: when it exits, the actor receives a Down
+// message through HandleInfo. If target does not exist, Down (with reason
+// ErrNotFound) arrives at once.
+func (c *Context) Monitor(target Ref) MonitorRef {
+	self := c.p
+	return c.p.sys.monitor(target, func(d Down) {
+		_ = self.push(context.Background(), envelope{msg: d, tag: uint64(kindInfo)}, true)
+	})
+}
+
+// Demonitor stops a monitor; no Down for it is delivered after it returns,
+// except one already queued in the mailbox.
+func (c *Context) Demonitor(m MonitorRef) { c.p.sys.Demonitor(m) }

@@ -1,0 +1,71 @@
+package actor
+
+import (
+	"fmt"
+	"sync/atomic"
+)
+
+// MonitorRef identifies one monitor, for Demonitor.
+type MonitorRef struct {
+	id     uint64
+	target Ref
+}
+
+// Target returns the monitored actor.
+func (m MonitorRef) Target() Ref { return m.target }
+
+// Down tells a monitor that the actor it watched has exited, and why. A
+// monitor set on an actor that does not exist gets Down with a reason
+// wrapping ErrNotFound.
+type Down struct {
+	Monitor MonitorRef
+	Ref     Ref
+	Reason  error
+}
+
+var monitorIDs atomic.Uint64
+
+// monitor registers fn to run once when target exits (at once if it is not
+// alive). fn runs on the exiting actor's goroutine or the caller's, so it
+// must not block.
+func (s *System) monitor(target Ref, fn func(Down)) MonitorRef {
+	m := MonitorRef{id: monitorIDs.Add(1), target: target}
+	p, err := s.local(target)
+	if err == nil {
+		p.mu.Lock()
+		if !p.dead {
+			if p.monitors == nil {
+				p.monitors = make(map[uint64]func(Down), 1)
+			}
+			p.monitors[m.id] = fn
+			p.mu.Unlock()
+			return m
+		}
+		p.mu.Unlock()
+		fn(Down{Monitor: m, Ref: target, Reason: p.reason})
+		return m
+	}
+	fn(Down{Monitor: m, Ref: target, Reason: fmt.Errorf("%w: %v", ErrNotFound, target)})
+	return m
+}
+
+// Monitor watches target from outside any actor: the returned channel
+// receives exactly one Down when target exits, at once if it is not alive,
+// unless Demonitor is called first.
+func (s *System) Monitor(target Ref) (MonitorRef, <-chan Down) {
+	ch := make(chan Down, 1)
+	m := s.monitor(target, func(d Down) { ch <- d })
+	return m, ch
+}
+
+// Demonitor removes a monitor. After it returns, no Down for it is
+// delivered, except one already delivered or queued.
+func (s *System) Demonitor(m MonitorRef) {
+	p, err := s.local(m.target)
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	delete(p.monitors, m.id)
+	p.mu.Unlock()
+}

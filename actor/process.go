@@ -1,0 +1,295 @@
+package actor
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+type kind uint8
+
+const (
+	kindCall kind = iota + 1
+	kindCast
+	kindInfo
+)
+
+// Scheduling states of a process. An idle process holds no goroutine; the
+// first message that arrives starts one, which drains the mailbox and exits
+// when it finds it empty.
+const (
+	stateIdle int32 = iota
+	stateRunning
+)
+
+// Flags checked by the run loop before every message.
+const (
+	flagStop int32 = 1 << iota // a stop was requested; terminate after the current message
+	flagKill                   // abandoned: handle nothing more, do not terminate
+)
+
+type process struct {
+	sys   *System
+	ref   Ref
+	actor Actor
+	cast  CastHandler
+	info  InfoHandler
+	term  Terminator
+
+	state atomic.Int32
+	flags atomic.Int32
+
+	mu       sync.Mutex
+	q        queue // guarded by mu
+	dead     bool  // guarded by mu
+	waiters  chan struct{}
+	monitors map[uint64]func(Down) // guarded by mu
+	names    []string              // guarded by sys.names.mu
+
+	count    atomic.Int64 // messages queued and not yet handled; bounded mailboxes only
+	limit    int64
+	failFast bool
+	shutdown time.Duration
+
+	stopReason error // set before flagStop; read by the run loop
+	reason     error // exit reason; written before done is closed
+	exited     atomic.Bool
+	done       chan struct{}
+
+	ctx Context
+}
+
+// push appends env to the mailbox and schedules the process. It fails with
+// ErrNotFound when the process has exited, and for a full bounded mailbox
+// either fails with ErrMailboxFull or waits for room until ctx ends.
+// Internal notifications pass force to bypass the bound.
+func (p *process) push(ctx context.Context, env envelope, force bool) error {
+	for {
+		p.mu.Lock()
+		if p.dead {
+			p.mu.Unlock()
+			return fmt.Errorf("%w: %v has exited", ErrNotFound, p.ref)
+		}
+		if p.limit > 0 && !force && p.count.Load() >= p.limit {
+			if p.failFast {
+				p.mu.Unlock()
+				return fmt.Errorf("%w: %v holds %d messages", ErrMailboxFull, p.ref, p.limit)
+			}
+			if p.waiters == nil {
+				p.waiters = make(chan struct{})
+			}
+			w := p.waiters
+			p.mu.Unlock()
+			select {
+			case <-w:
+				continue
+			case <-p.done:
+				return fmt.Errorf("%w: %v has exited", ErrNotFound, p.ref)
+			case <-ctx.Done():
+				return fmt.Errorf("actor %v: mailbox full: %w", p.ref, ctx.Err())
+			}
+		}
+		if p.limit > 0 {
+			p.count.Add(1)
+		}
+		p.q.push(env)
+		p.mu.Unlock()
+		p.schedule()
+		return nil
+	}
+}
+
+func (p *process) schedule() {
+	if p.state.Load() == stateIdle && p.state.CompareAndSwap(stateIdle, stateRunning) {
+		go p.run()
+	}
+}
+
+// run drains the mailbox: it takes the whole queue under the lock once per
+// batch, so producers and the consumer meet on the lock once per batch
+// rather than once per message.
+func (p *process) run() {
+	for {
+		if p.flags.Load() != 0 {
+			p.finish()
+			return
+		}
+		p.mu.Lock()
+		batch := p.q.take()
+		p.mu.Unlock()
+		if batch == nil {
+			p.state.Store(stateIdle)
+			p.mu.Lock()
+			more := p.q.head != nil
+			p.mu.Unlock()
+			if (more || p.flags.Load() != 0) && p.state.CompareAndSwap(stateIdle, stateRunning) {
+				continue
+			}
+			return
+		}
+		for seg := batch; seg != nil; {
+			for i := 0; i < seg.n; i++ {
+				if p.flags.Load() != 0 {
+					p.requeue(seg, i)
+					seg = nil
+					break
+				}
+				p.handle(&seg.buf[i])
+				if p.limit > 0 {
+					p.released()
+				}
+			}
+			if seg == nil {
+				break
+			}
+			next := seg.next
+			recycle(seg)
+			seg = next
+		}
+	}
+}
+
+// requeue puts back messages not handled because a stop arrived, so that
+// exit can account for the calls among them.
+func (p *process) requeue(seg *segment, from int) {
+	p.mu.Lock()
+	if !p.dead {
+		p.q.prepend(seg, from)
+	}
+	p.mu.Unlock()
+}
+
+func (p *process) released() {
+	if p.count.Add(-1) == p.limit-1 {
+		p.mu.Lock()
+		if p.waiters != nil {
+			close(p.waiters)
+			p.waiters = nil
+		}
+		p.mu.Unlock()
+	}
+}
+
+// finish runs when a stop or kill flag is seen by the run loop.
+func (p *process) finish() {
+	if p.flags.Load()&flagKill != 0 {
+		return
+	}
+	p.terminate(p.stopReason)
+}
+
+func (p *process) handle(env *envelope) {
+	c := &p.ctx
+	c.stop = nil
+	defer func() {
+		if r := recover(); r != nil {
+			p.terminate(newPanicError(r))
+		}
+	}()
+	switch env.kind() {
+	case kindCall:
+		reply := env.replyTo()
+		c.reply, c.deadline, c.deferred = reply, time.Time{}, false
+		if env.deadline != 0 {
+			c.deadline = time.Unix(0, env.deadline)
+		}
+		if !c.deadline.IsZero() && time.Now().After(c.deadline) {
+			reply.Reply(nil, fmt.Errorf("actor %v: call expired before it was handled: %w", p.ref, context.DeadlineExceeded))
+			c.reply, c.deadline = ReplyTo{}, time.Time{}
+			return
+		}
+		val, err := p.actor.HandleCall(c, env.msg)
+		if !c.deferred {
+			reply.Reply(val, err)
+		}
+		c.reply, c.deadline = ReplyTo{}, time.Time{}
+	case kindCast:
+		if err := p.cast.HandleCast(c, env.msg); err != nil && c.stop == nil {
+			c.stop = err
+		}
+	case kindInfo:
+		if p.info == nil {
+			p.sys.log.Warn("actor has no HandleInfo; message discarded",
+				zap.Stringer("actor", p.ref), zap.String("type", fmt.Sprintf("%T", env.msg)))
+			return
+		}
+		if err := p.info.HandleInfo(c, env.msg); err != nil && c.stop == nil {
+			c.stop = err
+		}
+	}
+	if c.stop != nil {
+		p.requestStop(c.stop)
+	}
+}
+
+// requestStop asks the run loop to terminate with reason after the current
+// message. The first request wins.
+func (p *process) requestStop(reason error) {
+	p.mu.Lock()
+	if p.flags.Load()&flagStop == 0 {
+		p.stopReason = reason
+		p.flags.Or(flagStop)
+	}
+	p.mu.Unlock()
+}
+
+// terminate runs the Terminate callback in the actor's goroutine, then
+// exits. A panic in Terminate does not change the reason.
+func (p *process) terminate(reason error) {
+	p.flags.Or(flagKill)
+	if p.term != nil && !p.exited.Load() {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					p.sys.log.Error("actor Terminate panicked", zap.Stringer("actor", p.ref), zap.Any("panic", r))
+				}
+			}()
+			p.term.Terminate(&p.ctx, reason)
+		}()
+	}
+	p.exit(reason)
+}
+
+// exit makes the process dead: it is removed from the system, its names are
+// freed, waiting callers are released with the reason, and monitors fire.
+// Only the first call has an effect.
+func (p *process) exit(reason error) {
+	if !p.exited.CompareAndSwap(false, true) {
+		return
+	}
+	p.flags.Or(flagKill)
+	p.sys.remove(p)
+	p.mu.Lock()
+	p.dead = true
+	p.reason = reason
+	dropped := p.q.len
+	p.q = queue{}
+	mons := p.monitors
+	p.monitors = nil
+	if p.waiters != nil {
+		close(p.waiters)
+		p.waiters = nil
+	}
+	cancel := p.ctx.cancel
+	p.mu.Unlock()
+	close(p.done)
+	if cancel != nil {
+		cancel()
+	}
+	if dropped > 0 {
+		p.sys.log.Debug("actor exited with messages in its mailbox",
+			zap.Stringer("actor", p.ref), zap.Int("messages", dropped), zap.Error(reason))
+	}
+	for id, fn := range mons {
+		fn(Down{Monitor: MonitorRef{id: id, target: p.ref}, Ref: p.ref, Reason: reason})
+	}
+}
+
+// exitErr describes the process's exit to a caller; done must be closed.
+func (p *process) exitErr() error {
+	return &ExitError{Ref: p.ref, Reason: p.reason}
+}

@@ -1,0 +1,529 @@
+package actor
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Config configures a System. Its zero value works.
+type Config struct {
+	// Node names the system in Refs. Default: "<hostname>-<pid>".
+	Node string
+	// Logger receives lifecycle and error logs. Default: no logging.
+	Logger *zap.Logger
+}
+
+// System runs actors: it spawns them, routes calls, casts and sends to them,
+// holds the node-local name table, and stops them. All methods are safe for
+// concurrent use.
+type System struct {
+	node        string
+	incarnation uint64
+	log         *zap.Logger
+
+	ids     atomic.Uint64
+	procs   sync.Map // uint64 -> *process
+	live    atomic.Int64
+	stopped atomic.Bool
+
+	names struct {
+		sync.RWMutex
+		m map[string]*process
+	}
+	resolvers atomic.Pointer[[]Resolver]
+}
+
+// NewSystem returns a running System.
+func NewSystem(cfg Config) *System {
+	s := &System{node: cfg.Node, log: cfg.Logger}
+	if s.node == "" {
+		host, _ := os.Hostname()
+		s.node = host + "-" + strconv.Itoa(os.Getpid())
+	}
+	if s.log == nil {
+		s.log = zap.NewNop()
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	s.incarnation = binary.LittleEndian.Uint64(b[:]) | 1
+	s.names.m = make(map[string]*process)
+	return s
+}
+
+// Node returns the node name this system puts in its Refs.
+func (s *System) Node() string { return s.node }
+
+// Logger returns the system's logger.
+func (s *System) Logger() *zap.Logger { return s.log }
+
+// FullPolicy says what sending to a full bounded mailbox does.
+type FullPolicy uint8
+
+const (
+	// Block waits for room until the sender's context ends.
+	Block FullPolicy = iota
+	// FailFast returns ErrMailboxFull at once.
+	FailFast
+)
+
+// DefaultShutdownTimeout is how long Stop waits for Terminate when the
+// actor sets no ShutdownTimeout, as OTP's default for workers.
+const DefaultShutdownTimeout = 5 * time.Second
+
+// Options configure one spawn. The zero value works.
+type Options struct {
+	// Name, if set, registers the actor in the local name table before Init
+	// runs; the spawn fails with ErrAlreadyRegistered if it is taken.
+	Name string
+	// Args is passed to Init.
+	Args any
+	// MailboxSize bounds the number of messages waiting in the mailbox.
+	// Zero means unbounded.
+	MailboxSize int
+	// WhenFull is the policy when a bounded mailbox is full. Default Block.
+	WhenFull FullPolicy
+	// ShutdownTimeout bounds how long Stop waits for Terminate before it
+	// abandons the actor. Zero means DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
+}
+
+// Spawn starts an actor. If the actor is an Initializer, Init runs in the
+// calling goroutine before Spawn returns, like OTP's start_link; if Init
+// fails or panics, Spawn returns the error and nothing is left running.
+// Messages sent to the actor during Init wait in its mailbox.
+func (s *System) Spawn(ctx context.Context, a Actor, opts Options) (Ref, error) {
+	if a == nil {
+		return Ref{}, ErrNilActor
+	}
+	if s.stopped.Load() {
+		return Ref{}, ErrSystemStopped
+	}
+	if err := ctx.Err(); err != nil {
+		return Ref{}, fmt.Errorf("actor: spawn: %w", err)
+	}
+	if opts.MailboxSize < 0 || opts.ShutdownTimeout < 0 {
+		return Ref{}, fmt.Errorf("%w: MailboxSize %d and ShutdownTimeout %v must not be negative",
+			ErrInvalidOption, opts.MailboxSize, opts.ShutdownTimeout)
+	}
+	p := &process{
+		sys:      s,
+		ref:      Ref{Node: s.node, ID: s.ids.Add(1), Incarnation: s.incarnation},
+		actor:    a,
+		limit:    int64(opts.MailboxSize),
+		failFast: opts.WhenFull == FailFast,
+		shutdown: opts.ShutdownTimeout,
+		done:     make(chan struct{}),
+	}
+	if p.shutdown == 0 {
+		p.shutdown = DefaultShutdownTimeout
+	}
+	p.cast, _ = a.(CastHandler)
+	p.info, _ = a.(InfoHandler)
+	p.term, _ = a.(Terminator)
+	p.ctx.p = p
+	p.state.Store(stateRunning) // messages queue without scheduling until Init is done
+	s.procs.Store(p.ref.ID, p)
+	s.live.Add(1)
+	if opts.Name != "" {
+		if err := s.register(opts.Name, p); err != nil {
+			p.exited.Store(true)
+			s.remove(p)
+			return Ref{}, err
+		}
+	}
+	if in, ok := a.(Initializer); ok {
+		if err := s.init(in, p, opts.Args); err != nil {
+			p.exit(err)
+			return Ref{}, fmt.Errorf("actor: init: %w", err)
+		}
+	}
+	p.state.Store(stateIdle)
+	p.mu.Lock()
+	pending := p.q.head != nil || p.flags.Load() != 0
+	p.mu.Unlock()
+	if pending {
+		p.schedule()
+	}
+	return p.ref, nil
+}
+
+func (s *System) init(in Initializer, p *process, args any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = newPanicError(r)
+		}
+	}()
+	p.ctx.stop = nil
+	if err := in.Init(&p.ctx, args); err != nil {
+		return err
+	}
+	if p.ctx.stop != nil {
+		return p.ctx.stop
+	}
+	return nil
+}
+
+func (s *System) remove(p *process) {
+	if _, ok := s.procs.LoadAndDelete(p.ref.ID); ok {
+		s.live.Add(-1)
+	}
+	s.names.Lock()
+	for _, n := range p.names {
+		if s.names.m[n] == p {
+			delete(s.names.m, n)
+		}
+	}
+	p.names = nil
+	s.names.Unlock()
+}
+
+// local finds the live local process for r.
+func (s *System) local(r Ref) (*process, error) {
+	if r.IsZero() {
+		return nil, ErrInvalidRef
+	}
+	if r.Node != s.node || r.Incarnation != s.incarnation {
+		if r.Node == s.node {
+			return nil, fmt.Errorf("%w: %v belongs to an earlier run of this node", ErrNotFound, r)
+		}
+		return nil, fmt.Errorf("%w: %v (this node is %s)", ErrRemoteNode, r, s.node)
+	}
+	v, ok := s.procs.Load(r.ID)
+	if !ok {
+		return nil, fmt.Errorf("%w: %v", ErrNotFound, r)
+	}
+	return v.(*process), nil
+}
+
+// resolve finds the local process for a target, resolving names through the
+// local table and then the resolvers.
+func (s *System) resolve(ctx context.Context, t Target) (*process, error) {
+	if s.stopped.Load() {
+		return nil, ErrSystemStopped
+	}
+	switch t := t.(type) {
+	case Ref:
+		return s.local(t)
+	case Name:
+		s.names.RLock()
+		p := s.names.m[string(t)]
+		s.names.RUnlock()
+		if p != nil {
+			return p, nil
+		}
+		if err := ValidateName(string(t)); err != nil {
+			return nil, err
+		}
+		if rs := s.resolvers.Load(); rs != nil {
+			for _, r := range *rs {
+				ref, err := r.Resolve(ctx, string(t))
+				if err == nil {
+					return s.local(ref)
+				}
+				if !isNotFound(err) {
+					return nil, fmt.Errorf("actor: resolve %q: %w", string(t), err)
+				}
+			}
+		}
+		return nil, fmt.Errorf("%w: no actor registered as %q", ErrNotFound, string(t))
+	case nil:
+		return nil, ErrInvalidRef
+	default:
+		return nil, fmt.Errorf("%w: unsupported target type %T", ErrInvalidRef, t)
+	}
+}
+
+func isNotFound(err error) bool { return err != nil && errors.Is(err, ErrNotFound) }
+
+// AddResolver appends a resolver consulted, in order, for names missing from
+// the local name table.
+func (s *System) AddResolver(r Resolver) {
+	for {
+		old := s.resolvers.Load()
+		var next []Resolver
+		if old != nil {
+			next = append(next, *old...)
+		}
+		next = append(next, r)
+		if s.resolvers.CompareAndSwap(old, &next) {
+			return
+		}
+	}
+}
+
+// Call sends msg to the target's HandleCall and waits for the reply. It
+// fails at once with ErrNotFound if the target does not exist, with an
+// *ExitError carrying the exit reason if the callee exits before replying,
+// and with the context's error when ctx ends first. The caller's deadline is
+// visible to the callee through Context.Deadline.
+func (s *System) Call(ctx context.Context, to Target, msg any) (any, error) {
+	p, err := s.resolve(ctx, to)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	slot, gen := getSlot()
+	env := envelope{msg: msg, slot: slot, tag: gen<<2 | uint64(kindCall)}
+	if d, ok := ctx.Deadline(); ok {
+		env.deadline = d.UnixNano()
+	}
+	if err := p.push(ctx, env, false); err != nil {
+		slot.abandon(gen)
+		slot.release(gen)
+		return nil, err
+	}
+	select {
+	case r := <-slot.ch:
+		slot.release(gen)
+		return r.val, r.err
+	case <-p.done:
+		if slot.abandon(gen) {
+			r := <-slot.ch
+			slot.release(gen)
+			return r.val, r.err
+		}
+		slot.release(gen)
+		return nil, p.exitErr()
+	case <-ctx.Done():
+		if slot.abandon(gen) {
+			r := <-slot.ch
+			slot.release(gen)
+			return r.val, r.err
+		}
+		slot.release(gen)
+		return nil, fmt.Errorf("actor: call %v: %w", p.ref, ctx.Err())
+	}
+}
+
+// Cast queues msg for the target's HandleCast and returns without waiting
+// for it to be handled. It fails if the target does not exist or does not
+// implement CastHandler; for a full bounded mailbox it blocks until ctx ends
+// or fails with ErrMailboxFull, as the mailbox's policy says.
+func (s *System) Cast(ctx context.Context, to Target, msg any) error {
+	p, err := s.resolve(ctx, to)
+	if err != nil {
+		return err
+	}
+	if p.cast == nil {
+		return fmt.Errorf("%w: %v does not implement HandleCast", ErrUnhandled, p.ref)
+	}
+	return p.push(ctx, envelope{msg: msg, tag: uint64(kindCast)}, false)
+}
+
+// Send queues a raw message for the target's HandleInfo, like Erlang's
+// send. It never blocks: a full bounded mailbox fails with ErrMailboxFull
+// whatever its policy.
+func (s *System) Send(to Target, msg any) error {
+	p, err := s.resolve(context.Background(), to)
+	if err != nil {
+		return err
+	}
+	if p.info == nil {
+		return fmt.Errorf("%w: %v does not implement HandleInfo", ErrUnhandled, p.ref)
+	}
+	if p.limit > 0 && !p.failFast {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := p.push(ctx, envelope{msg: msg, tag: uint64(kindInfo)}, false); err != nil {
+			return fmt.Errorf("%w: %v", ErrMailboxFull, err)
+		}
+		return nil
+	}
+	return p.push(context.Background(), envelope{msg: msg, tag: uint64(kindInfo)}, false)
+}
+
+// Stop asks the target to exit with reason (nil means Normal): it handles
+// the message in progress, runs Terminate and exits. Messages still queued
+// are not handled; their callers get an *ExitError. Stop waits for the
+// actor to exit, but no longer than the actor's shutdown timeout or ctx: then
+// the actor is abandoned (see Kill) and Stop returns an error wrapping
+// ErrKilled. Stop must not be called by an actor on itself; use
+// Context.Stop.
+func (s *System) Stop(ctx context.Context, to Target, reason error) error {
+	p, err := s.resolve(ctx, to)
+	if err != nil {
+		return err
+	}
+	return p.stop(ctx, reason, p.shutdown)
+}
+
+// StopTimeout is Stop with an explicit shutdown timeout in place of the
+// actor's own, as supervisors use. A timeout of zero or less kills at once.
+func (s *System) StopTimeout(ctx context.Context, to Target, reason error, timeout time.Duration) error {
+	p, err := s.resolve(ctx, to)
+	if err != nil {
+		return err
+	}
+	if timeout <= 0 {
+		p.kill(fmt.Errorf("%w: brutal kill", ErrKilled))
+		return nil
+	}
+	return p.stop(ctx, reason, timeout)
+}
+
+func (p *process) stop(ctx context.Context, reason error, timeout time.Duration) error {
+	if reason == nil {
+		reason = Normal
+	}
+	p.requestStop(reason)
+	p.schedule()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	var why string
+	select {
+	case <-p.done:
+		return nil
+	case <-t.C:
+		why = fmt.Sprintf("did not terminate within its shutdown timeout %v", timeout)
+	case <-ctx.Done():
+		why = fmt.Sprintf("stop abandoned: %v", ctx.Err())
+	}
+	err := fmt.Errorf("%w: %v %s", ErrKilled, p.ref, why)
+	p.kill(err)
+	return err
+}
+
+// Kill abandons the target at once, like OTP's brutal_kill: it handles no
+// further message, Terminate does not run, it is reported dead to monitors
+// and callers with a reason wrapping ErrKilled, and its names are freed. A
+// goroutine cannot be killed in Go: a callback already running goes on until
+// it returns, but its effects on messaging end (its reply, if any, is
+// discarded only if the caller has already gone).
+func (s *System) Kill(to Target) error {
+	p, err := s.resolve(context.Background(), to)
+	if err != nil {
+		return err
+	}
+	p.kill(fmt.Errorf("%w: %v killed", ErrKilled, p.ref))
+	return nil
+}
+
+func (p *process) kill(reason error) {
+	p.flags.Or(flagKill)
+	p.exit(reason)
+}
+
+// Alive reports whether r is a live actor of this system.
+func (s *System) Alive(r Ref) bool {
+	p, err := s.local(r)
+	return err == nil && !p.exited.Load()
+}
+
+// Count returns the number of live actors.
+func (s *System) Count() int { return int(s.live.Load()) }
+
+// Shutdown stops every actor with reason Shutdown, all at once, waiting for
+// each up to its shutdown timeout or ctx, and refuses all later work with
+// ErrSystemStopped. Supervisors stop their children in order, so stopping
+// the root supervisors first (as cohort's Node does) gives an orderly
+// shutdown; Shutdown is the backstop for the rest.
+func (s *System) Shutdown(ctx context.Context) error {
+	s.stopped.Store(true)
+	var wg sync.WaitGroup
+	s.procs.Range(func(_, v any) bool {
+		p := v.(*process)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = p.stop(ctx, Shutdown, p.shutdown)
+		}()
+		return true
+	})
+	wg.Wait()
+	return nil
+}
+
+// Register binds name to the live local actor ref. A name held by another
+// live actor fails with *AlreadyRegisteredError; the name is freed when the
+// actor exits.
+func (s *System) Register(name string, ref Ref) error {
+	p, err := s.local(ref)
+	if err != nil {
+		return err
+	}
+	return s.register(name, p)
+}
+
+func (s *System) register(name string, p *process) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	s.names.Lock()
+	defer s.names.Unlock()
+	if q := s.names.m[name]; q != nil && q != p {
+		return &AlreadyRegisteredError{Name: name, Owner: q.ref}
+	}
+	if p.exited.Load() {
+		return fmt.Errorf("%w: %v has exited", ErrNotFound, p.ref)
+	}
+	if s.names.m[name] == nil {
+		s.names.m[name] = p
+		p.names = append(p.names, name)
+	}
+	return nil
+}
+
+// Unregister frees name. It reports whether the name was registered.
+func (s *System) Unregister(name string) bool {
+	s.names.Lock()
+	defer s.names.Unlock()
+	p := s.names.m[name]
+	if p == nil {
+		return false
+	}
+	delete(s.names.m, name)
+	for i, n := range p.names {
+		if n == name {
+			p.names = append(p.names[:i], p.names[i+1:]...)
+			break
+		}
+	}
+	return true
+}
+
+// Whereis returns the actor registered locally under name.
+func (s *System) Whereis(name string) (Ref, bool) {
+	s.names.RLock()
+	p := s.names.m[name]
+	s.names.RUnlock()
+	if p == nil {
+		return Ref{}, false
+	}
+	return p.ref, true
+}
+
+// Caller is anything that can make a call: a *System, or a cohort Node.
+type Caller interface {
+	Call(ctx context.Context, to Target, msg any) (any, error)
+}
+
+// Call makes a call through c and asserts the reply's type: a reply that is
+// not an R fails with ErrReplyType. A nil reply with no error gives R's zero
+// value.
+func Call[R any](ctx context.Context, c Caller, to Target, msg any) (R, error) {
+	var zero R
+	v, err := c.Call(ctx, to, msg)
+	if err != nil {
+		return zero, err
+	}
+	if v == nil {
+		return zero, nil
+	}
+	r, ok := v.(R)
+	if !ok {
+		return zero, fmt.Errorf("%w: got %T, want %T", ErrReplyType, v, zero)
+	}
+	return r, nil
+}
