@@ -3,6 +3,7 @@ package actor
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -284,8 +285,15 @@ func (p *process) exit(reason error) {
 		p.sys.log.Debug("actor exited with messages in its mailbox",
 			zap.Stringer("actor", p.ref), zap.Int("messages", dropped), zap.Error(reason))
 	}
-	for id, fn := range mons {
-		fn(Down{Monitor: MonitorRef{id: id, target: p.ref}, Ref: p.ref, Reason: reason})
+	// Monitors fire in the order they were set, so a watcher that set its
+	// monitor earlier is told earlier.
+	ids := make([]uint64, 0, len(mons))
+	for id := range mons {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		mons[id](Down{Monitor: MonitorRef{id: id, target: p.ref}, Ref: p.ref, Reason: reason})
 	}
 }
 

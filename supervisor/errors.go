@@ -1,0 +1,46 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Sentinel errors of the supervisor package; test for them with errors.Is.
+var (
+	// ErrInvalidSpec: a supervisor or child spec is malformed (missing
+	// Start, negative intensity, unknown strategy, duplicate or empty id…).
+	ErrInvalidSpec = errors.New("supervisor: invalid spec")
+	// ErrIntensity: the supervisor exited because its children restarted
+	// too often. The exit reason is an *IntensityError.
+	ErrIntensity = errors.New("supervisor: restart intensity exceeded")
+	// ErrChildNotFound: no child with that id or Ref.
+	ErrChildNotFound = errors.New("supervisor: no such child")
+	// ErrMaxChildren: a dynamic supervisor already has MaxChildren children.
+	ErrMaxChildren = errors.New("supervisor: max children reached")
+	// ErrChildRunning: the child is running; terminate it first.
+	ErrChildRunning = errors.New("supervisor: child is running")
+	// ErrStartChild: a child failed to start.
+	ErrStartChild = errors.New("supervisor: child failed to start")
+)
+
+// IntensityError is the exit reason of a supervisor whose children
+// restarted more than MaxRestarts times within Period.
+type IntensityError struct {
+	Supervisor  string
+	MaxRestarts int
+	Period      time.Duration
+	LastChild   string
+	LastReason  error
+}
+
+func (e *IntensityError) Error() string {
+	return fmt.Sprintf("supervisor %s: restart intensity exceeded: more than %d restarts in %v (last: child %q exited: %v)",
+		e.Supervisor, e.MaxRestarts, e.Period, e.LastChild, e.LastReason)
+}
+
+// Is makes errors.Is(err, ErrIntensity) hold.
+func (e *IntensityError) Is(target error) bool { return target == ErrIntensity }
+
+// Unwrap returns the last child's exit reason.
+func (e *IntensityError) Unwrap() error { return e.LastReason }

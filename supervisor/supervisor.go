@@ -1,0 +1,429 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/cohort-go/cohort/actor"
+	"go.uber.org/zap"
+)
+
+// child is the supervisor's record of one child.
+type child struct {
+	spec Child
+	ref  actor.Ref // zero when not running
+	mon  actor.MonitorRef
+}
+
+// sup is the supervisor actor. All its state is touched only from its own
+// callbacks.
+type sup struct {
+	name      string
+	strategy  Strategy
+	intensity Intensity
+	dynamic   bool
+	max       int
+	extra     []any
+	listener  func(Event)
+	log       *zap.Logger
+
+	sys      *actor.System
+	self     actor.Ref
+	ctx      context.Context
+	children []*child
+	restarts []time.Time
+	dynIDs   uint64
+}
+
+// Internal call messages.
+type (
+	whichChildren  struct{}
+	countChildren  struct{}
+	startChild     struct{ spec Child }
+	terminateChild struct {
+		id  string
+		ref actor.Ref
+	}
+	restartChild struct{ id string }
+	deleteChild  struct{ id string }
+	retryRestart struct{ id string }
+)
+
+// Init starts the static children in order. If one fails, those already
+// started are stopped in reverse order and the supervisor does not start.
+func (s *sup) Init(ctx *actor.Context, _ any) error {
+	s.sys, s.self, s.ctx = ctx.System(), ctx.Self(), ctx.Context()
+	if s.log == nil {
+		s.log = s.sys.Logger()
+	}
+	for i, c := range s.children {
+		if err := s.start(ctx, c); err != nil {
+			s.stopChildren(s.children[:i])
+			return fmt.Errorf("%w: %q: %w", ErrStartChild, c.spec.ID, err)
+		}
+	}
+	return nil
+}
+
+func (s *sup) HandleCall(ctx *actor.Context, msg any) (any, error) {
+	switch m := msg.(type) {
+	case whichChildren:
+		return s.which(), nil
+	case countChildren:
+		return s.count(), nil
+	case startChild:
+		return s.startChild(ctx, m.spec)
+	case terminateChild:
+		return nil, s.terminateChild(m)
+	case restartChild:
+		return s.restartChild(ctx, m.id)
+	case deleteChild:
+		return nil, s.deleteChild(m.id)
+	}
+	return nil, fmt.Errorf("%w: supervisor got %T", actor.ErrUnhandled, msg)
+}
+
+func (s *sup) HandleInfo(ctx *actor.Context, msg any) error {
+	switch m := msg.(type) {
+	case actor.Down:
+		s.childExited(ctx, m)
+	case retryRestart:
+		if i := s.index(m.id); i >= 0 && s.children[i].ref.IsZero() {
+			s.restart(ctx, s.children[i], nil)
+		}
+	}
+	return nil
+}
+
+// Terminate stops every child in reverse start order.
+func (s *sup) Terminate(_ *actor.Context, _ error) {
+	s.stopChildren(s.children)
+}
+
+func (s *sup) emit(t EventType, c *child, ref actor.Ref, reason error) {
+	e := Event{Type: t, Supervisor: s.self, Name: s.name, Ref: ref, Reason: reason, Time: time.Now()}
+	if c != nil {
+		e.ChildID = c.spec.ID
+	}
+	level := zap.InfoLevel
+	switch t {
+	case ChildStartFailed, ChildAbandoned, IntensityExceeded:
+		level = zap.ErrorLevel
+	case ChildExited:
+		if !actor.IsNormal(reason) {
+			level = zap.WarnLevel
+		}
+	}
+	if ce := s.log.Check(level, "supervisor "+t.String()); ce != nil {
+		ce.Write(zap.Stringer("supervisor", s.self), zap.String("child", e.ChildID),
+			zap.Stringer("ref", ref), zap.Error(reason))
+	}
+	if s.listener != nil {
+		s.listener(e)
+	}
+}
+
+func (s *sup) start(ctx *actor.Context, c *child) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("start function panicked: %v", r)
+		}
+	}()
+	ref, err := c.spec.Start(s.ctx, s.sys, s.extra)
+	if err == nil && ref.IsZero() {
+		err = errors.New("start function returned the zero Ref and no error")
+	}
+	if err != nil {
+		s.emit(ChildStartFailed, c, actor.Ref{}, err)
+		return err
+	}
+	c.ref = ref
+	c.mon = ctx.Monitor(ref)
+	s.emit(ChildStarted, c, ref, nil)
+	return nil
+}
+
+// stop stops one running child by its shutdown spec. The monitor is removed
+// first, so the child's exit is not taken for a crash.
+func (s *sup) stop(c *child) {
+	if c.ref.IsZero() {
+		return
+	}
+	ref := c.ref
+	s.sys.Demonitor(c.mon)
+	c.ref = actor.Ref{}
+	timeout := c.spec.shutdown()
+	err := s.sys.StopTimeout(context.Background(), ref, actor.Shutdown, timeout)
+	switch {
+	case timeout == BrutalKill:
+		s.emit(ChildAbandoned, c, ref, fmt.Errorf("%w: brutal kill", actor.ErrKilled))
+	case err == nil, errors.Is(err, actor.ErrNotFound):
+		s.emit(ChildStopped, c, ref, actor.Shutdown)
+	default:
+		s.emit(ChildAbandoned, c, ref, err)
+	}
+}
+
+func (s *sup) stopChildren(cs []*child) {
+	for i := len(cs) - 1; i >= 0; i-- {
+		s.stop(cs[i])
+	}
+}
+
+func (s *sup) index(id string) int {
+	for i, c := range s.children {
+		if c.spec.ID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+func (s *sup) byRef(ref actor.Ref) int {
+	for i, c := range s.children {
+		if c.ref == ref {
+			return i
+		}
+	}
+	return -1
+}
+
+func (s *sup) remove(i int) {
+	s.children = append(s.children[:i], s.children[i+1:]...)
+}
+
+// childExited applies the restart type, the intensity and the strategy to a
+// child that exited on its own.
+func (s *sup) childExited(ctx *actor.Context, d actor.Down) {
+	i := s.byRef(d.Ref)
+	if i < 0 {
+		return // an instance this supervisor already stopped or replaced
+	}
+	c := s.children[i]
+	c.ref = actor.Ref{}
+	s.emit(ChildExited, c, d.Ref, d.Reason)
+	restart := c.spec.Restart == Permanent || (c.spec.Restart == Transient && !actor.IsNormal(d.Reason))
+	if !restart {
+		if c.spec.Restart == Temporary || s.dynamic {
+			s.remove(i)
+		}
+		return
+	}
+	s.restart(ctx, c, d.Reason)
+}
+
+// restart counts a restart against the intensity and restarts c (and, by
+// the strategy, its siblings).
+func (s *sup) restart(ctx *actor.Context, c *child, reason error) {
+	if !s.allowRestart() {
+		err := &IntensityError{Supervisor: s.label(), MaxRestarts: s.intensity.MaxRestarts,
+			Period: s.intensity.Period, LastChild: c.spec.ID, LastReason: reason}
+		s.emit(IntensityExceeded, c, actor.Ref{}, err)
+		ctx.Stop(err)
+		return
+	}
+	group := []*child{c}
+	switch s.strategy {
+	case OneForAll:
+		group = s.children
+	case RestForOne:
+		group = s.children[s.index(c.spec.ID):]
+	}
+	if len(group) > 1 {
+		s.stopChildren(group)
+		kept := group[:0:0]
+		for _, g := range group {
+			if g == c || g.spec.Restart != Temporary {
+				kept = append(kept, g)
+			}
+		}
+		s.children = append(s.children[:len(s.children)-len(group)], kept...)
+		group = kept
+	}
+	for _, g := range group {
+		if !g.ref.IsZero() {
+			continue
+		}
+		if err := s.start(ctx, g); err != nil {
+			// Try again through the mailbox, so the retry counts against
+			// the intensity and other messages are not starved.
+			_ = s.sys.Send(s.self, retryRestart{id: g.spec.ID})
+			return
+		}
+		s.emit(ChildRestarted, g, g.ref, nil)
+	}
+}
+
+func (s *sup) allowRestart() bool {
+	now := time.Now()
+	cut := now.Add(-s.intensity.Period)
+	kept := s.restarts[:0]
+	for _, t := range s.restarts {
+		if t.After(cut) {
+			kept = append(kept, t)
+		}
+	}
+	s.restarts = append(kept, now)
+	return len(s.restarts) <= s.intensity.MaxRestarts
+}
+
+func (s *sup) label() string {
+	if s.name != "" {
+		return s.name
+	}
+	return s.self.String()
+}
+
+func (s *sup) which() []ChildInfo {
+	out := make([]ChildInfo, len(s.children))
+	for i, c := range s.children {
+		out[i] = ChildInfo{ID: c.spec.ID, Ref: c.ref, Running: !c.ref.IsZero(), Kind: c.spec.Kind, Restart: c.spec.Restart}
+	}
+	return out
+}
+
+func (s *sup) count() Counts {
+	var n Counts
+	for _, c := range s.children {
+		n.Specs++
+		if !c.ref.IsZero() {
+			n.Active++
+		}
+		if c.spec.Kind == Supervisor {
+			n.Supervisors++
+		} else {
+			n.Workers++
+		}
+	}
+	return n
+}
+
+func (s *sup) startChild(ctx *actor.Context, spec Child) (actor.Ref, error) {
+	if s.dynamic {
+		if s.max > 0 && len(s.children) >= s.max {
+			return actor.Ref{}, fmt.Errorf("%w: %d", ErrMaxChildren, s.max)
+		}
+		if spec.ID == "" {
+			s.dynIDs++
+			spec.ID = fmt.Sprintf("child-%d", s.dynIDs)
+		}
+	} else if spec.ID == "" {
+		return actor.Ref{}, fmt.Errorf("%w: child id is empty", ErrInvalidSpec)
+	}
+	if err := spec.validate(); err != nil {
+		return actor.Ref{}, err
+	}
+	if !s.dynamic && s.index(spec.ID) >= 0 {
+		return actor.Ref{}, fmt.Errorf("%w: duplicate child id %q", ErrInvalidSpec, spec.ID)
+	}
+	c := &child{spec: spec}
+	if err := s.start(ctx, c); err != nil {
+		return actor.Ref{}, fmt.Errorf("%w: %q: %w", ErrStartChild, spec.ID, err)
+	}
+	s.children = append(s.children, c)
+	return c.ref, nil
+}
+
+func (s *sup) terminateChild(m terminateChild) error {
+	i := -1
+	if !m.ref.IsZero() {
+		i = s.byRef(m.ref)
+	} else {
+		i = s.index(m.id)
+	}
+	if i < 0 {
+		return fmt.Errorf("%w: %q %v", ErrChildNotFound, m.id, m.ref)
+	}
+	c := s.children[i]
+	s.stop(c)
+	if s.dynamic || c.spec.Restart == Temporary {
+		s.remove(i)
+	}
+	return nil
+}
+
+func (s *sup) restartChild(ctx *actor.Context, id string) (actor.Ref, error) {
+	i := s.index(id)
+	if i < 0 {
+		return actor.Ref{}, fmt.Errorf("%w: %q", ErrChildNotFound, id)
+	}
+	c := s.children[i]
+	if !c.ref.IsZero() {
+		return c.ref, fmt.Errorf("%w: %q", ErrChildRunning, id)
+	}
+	if err := s.start(ctx, c); err != nil {
+		return actor.Ref{}, fmt.Errorf("%w: %q: %w", ErrStartChild, id, err)
+	}
+	return c.ref, nil
+}
+
+func (s *sup) deleteChild(id string) error {
+	i := s.index(id)
+	if i < 0 {
+		return fmt.Errorf("%w: %q", ErrChildNotFound, id)
+	}
+	if !s.children[i].ref.IsZero() {
+		return fmt.Errorf("%w: %q", ErrChildRunning, id)
+	}
+	s.remove(i)
+	return nil
+}
+
+// supervisorShutdown is the supervisor actor's own shutdown timeout: it
+// waits for its children, however long their shutdowns take.
+const supervisorShutdown = time.Duration(math.MaxInt64)
+
+// Start starts a static supervisor and its children, in order, before it
+// returns. If a child fails to start, the children already started are
+// stopped in reverse order and Start returns an error wrapping
+// ErrStartChild.
+func Start(ctx context.Context, sys *actor.System, spec Spec) (*Ref, error) {
+	in, err := spec.Intensity.resolve()
+	if err != nil {
+		return nil, err
+	}
+	if spec.Strategy > RestForOne {
+		return nil, fmt.Errorf("%w: unknown strategy %d", ErrInvalidSpec, spec.Strategy)
+	}
+	s := &sup{name: spec.Name, strategy: spec.Strategy, intensity: in, listener: spec.Listener, log: spec.Logger}
+	seen := make(map[string]bool, len(spec.Children))
+	for _, c := range spec.Children {
+		if c.ID == "" {
+			return nil, fmt.Errorf("%w: child id is empty", ErrInvalidSpec)
+		}
+		if seen[c.ID] {
+			return nil, fmt.Errorf("%w: duplicate child id %q", ErrInvalidSpec, c.ID)
+		}
+		seen[c.ID] = true
+		if err := c.validate(); err != nil {
+			return nil, err
+		}
+		s.children = append(s.children, &child{spec: c})
+	}
+	ref, err := sys.Spawn(ctx, s, actor.Options{Name: spec.Name, ShutdownTimeout: supervisorShutdown})
+	if err != nil {
+		return nil, err
+	}
+	return &Ref{sys: sys, target: ref, ref: ref}, nil
+}
+
+// StartDynamic starts a dynamic supervisor with no children.
+func StartDynamic(ctx context.Context, sys *actor.System, spec DynamicSpec) (*Ref, error) {
+	in, err := spec.Intensity.resolve()
+	if err != nil {
+		return nil, err
+	}
+	if spec.MaxChildren < 0 {
+		return nil, fmt.Errorf("%w: MaxChildren %d is negative", ErrInvalidSpec, spec.MaxChildren)
+	}
+	s := &sup{name: spec.Name, strategy: OneForOne, intensity: in, dynamic: true, max: spec.MaxChildren,
+		extra: spec.ExtraArguments, listener: spec.Listener, log: spec.Logger}
+	ref, err := sys.Spawn(ctx, s, actor.Options{Name: spec.Name, ShutdownTimeout: supervisorShutdown})
+	if err != nil {
+		return nil, err
+	}
+	return &Ref{sys: sys, target: ref, ref: ref}, nil
+}
