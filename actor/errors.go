@@ -95,7 +95,7 @@ type PanicError struct {
 }
 
 func newPanicError(v any) *PanicError {
-	pcs := make([]uintptr, 64)
+	pcs := make([]uintptr, 32)
 	n := runtime.Callers(3, pcs)
 	return &PanicError{Value: v, pcs: pcs[:n]}
 }

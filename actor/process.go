@@ -126,6 +126,9 @@ func (p *process) run() {
 			p.state.Store(stateIdle)
 			p.mu.Lock()
 			more := p.q.head != nil
+			if !more {
+				p.q.release()
+			}
 			p.mu.Unlock()
 			if (more || p.flags.Load() != 0) && p.state.CompareAndSwap(stateIdle, stateRunning) {
 				continue
@@ -148,7 +151,9 @@ func (p *process) run() {
 				break
 			}
 			next := seg.next
-			recycle(seg)
+			p.mu.Lock()
+			p.q.reuse(seg)
+			p.mu.Unlock()
 			seg = next
 		}
 	}
@@ -268,7 +273,8 @@ func (p *process) exit(reason error) {
 	p.dead = true
 	p.reason = reason
 	dropped := p.q.len
-	p.q = queue{}
+	recycleChain(p.q.take())
+	p.q.release()
 	mons := p.monitors
 	p.monitors = nil
 	if p.waiters != nil {

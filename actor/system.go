@@ -239,7 +239,7 @@ func (s *System) resolve(ctx context.Context, t Target) (*process, error) {
 	case nil:
 		return nil, ErrInvalidRef
 	default:
-		return nil, fmt.Errorf("%w: unsupported target type %T", ErrInvalidRef, t)
+		return nil, fmt.Errorf("%w: a target is an actor.Ref or an actor.Name", ErrInvalidRef)
 	}
 }
 

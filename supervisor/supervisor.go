@@ -257,16 +257,20 @@ func (s *sup) restart(ctx *actor.Context, c *child, reason error) {
 	}
 }
 
+// allowRestart records a restart and reports whether the restarts within
+// the period are still within MaxRestarts. Only the last MaxRestarts+1
+// times are kept, oldest first.
 func (s *sup) allowRestart() bool {
 	now := time.Now()
 	cut := now.Add(-s.intensity.Period)
-	kept := s.restarts[:0]
-	for _, t := range s.restarts {
-		if t.After(cut) {
-			kept = append(kept, t)
-		}
+	drop := 0
+	for drop < len(s.restarts) && !s.restarts[drop].After(cut) {
+		drop++
 	}
-	s.restarts = append(kept, now)
+	if over := len(s.restarts) - drop + 1 - (s.intensity.MaxRestarts + 1); over > 0 {
+		drop += over
+	}
+	s.restarts = append(s.restarts[drop:], now)
 	return len(s.restarts) <= s.intensity.MaxRestarts
 }
 
