@@ -72,10 +72,7 @@ func (c *Context) Stop(reason error) {
 // message through HandleInfo. If target does not exist, Down (with reason
 // ErrNotFound) arrives at once.
 func (c *Context) Monitor(target Ref) MonitorRef {
-	self := c.p
-	return c.p.sys.monitor(target, func(d Down) {
-		_ = self.push(context.Background(), envelope{msg: d, tag: uint64(kindInfo)}, true)
-	})
+	return c.p.sys.monitor(target, watcher{proc: c.p})
 }
 
 // Demonitor stops a monitor; no Down for it is delivered after it returns,

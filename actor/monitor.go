@@ -1,6 +1,7 @@
 package actor
 
 import (
+	"context"
 	"fmt"
 	"sync/atomic"
 )
@@ -25,27 +26,41 @@ type Down struct {
 
 var monitorIDs atomic.Uint64
 
-// monitor registers fn to run once when target exits (at once if it is not
-// alive). fn runs on the exiting actor's goroutine or the caller's, so it
-// must not block.
-func (s *System) monitor(target Ref, fn func(Down)) MonitorRef {
+// watcher is one monitor's destination: an actor's mailbox, or a function
+// that must not block.
+type watcher struct {
+	proc *process
+	fn   func(Down)
+}
+
+func (w watcher) deliver(d Down) {
+	if w.proc != nil {
+		_ = w.proc.push(context.Background(), envelope{msg: d, tag: uint64(kindInfo)}, true)
+		return
+	}
+	w.fn(d)
+}
+
+// monitor registers w to be told once when target exits (at once if it is
+// not alive).
+func (s *System) monitor(target Ref, w watcher) MonitorRef {
 	m := MonitorRef{id: monitorIDs.Add(1), target: target}
 	p, err := s.local(target)
 	if err == nil {
 		p.mu.Lock()
 		if !p.dead {
 			if p.monitors == nil {
-				p.monitors = make(map[uint64]func(Down), 1)
+				p.monitors = make(map[uint64]watcher, 1)
 			}
-			p.monitors[m.id] = fn
+			p.monitors[m.id] = w
 			p.mu.Unlock()
 			return m
 		}
 		p.mu.Unlock()
-		fn(Down{Monitor: m, Ref: target, Reason: p.reason})
+		w.deliver(Down{Monitor: m, Ref: target, Reason: p.reason})
 		return m
 	}
-	fn(Down{Monitor: m, Ref: target, Reason: fmt.Errorf("%w: %v", ErrNotFound, target)})
+	w.deliver(Down{Monitor: m, Ref: target, Reason: fmt.Errorf("%w: %v", ErrNotFound, target)})
 	return m
 }
 
@@ -54,7 +69,7 @@ func (s *System) monitor(target Ref, fn func(Down)) MonitorRef {
 // unless Demonitor is called first.
 func (s *System) Monitor(target Ref) (MonitorRef, <-chan Down) {
 	ch := make(chan Down, 1)
-	m := s.monitor(target, func(d Down) { ch <- d })
+	m := s.monitor(target, watcher{fn: func(d Down) { ch <- d }})
 	return m, ch
 }
 

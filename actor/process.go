@@ -48,7 +48,8 @@ type process struct {
 	q        queue // guarded by mu
 	dead     bool  // guarded by mu
 	waiters  chan struct{}
-	monitors map[uint64]func(Down) // guarded by mu
+	monitors map[uint64]watcher // guarded by mu
+	handoff  *process           // owned by the running goroutine
 	names    []string              // guarded by sys.names.mu
 
 	count    atomic.Int64 // messages queued and not yet handled; bounded mailboxes only
@@ -69,16 +70,26 @@ type process struct {
 // either fails with ErrMailboxFull or waits for room until ctx ends.
 // Internal notifications pass force to bypass the bound.
 func (p *process) push(ctx context.Context, env envelope, force bool) error {
+	claimed, err := p.enqueue(ctx, env, force)
+	if claimed {
+		go p.run()
+	}
+	return err
+}
+
+// enqueue is push without starting the goroutine: it reports whether the
+// caller claimed the idle process and must run it (or have it run).
+func (p *process) enqueue(ctx context.Context, env envelope, force bool) (claimed bool, err error) {
 	for {
 		p.mu.Lock()
 		if p.dead {
 			p.mu.Unlock()
-			return fmt.Errorf("%w: %v has exited", ErrNotFound, p.ref)
+			return false, fmt.Errorf("%w: %v has exited", ErrNotFound, p.ref)
 		}
 		if p.limit > 0 && !force && p.count.Load() >= p.limit {
 			if p.failFast {
 				p.mu.Unlock()
-				return fmt.Errorf("%w: %v holds %d messages", ErrMailboxFull, p.ref, p.limit)
+				return false, fmt.Errorf("%w: %v holds %d messages", ErrMailboxFull, p.ref, p.limit)
 			}
 			if p.waiters == nil {
 				p.waiters = make(chan struct{})
@@ -89,9 +100,9 @@ func (p *process) push(ctx context.Context, env envelope, force bool) error {
 			case <-w:
 				continue
 			case <-p.done:
-				return fmt.Errorf("%w: %v has exited", ErrNotFound, p.ref)
+				return false, fmt.Errorf("%w: %v has exited", ErrNotFound, p.ref)
 			case <-ctx.Done():
-				return fmt.Errorf("actor %v: mailbox full: %w", p.ref, ctx.Err())
+				return false, fmt.Errorf("actor %v: mailbox full: %w", p.ref, ctx.Err())
 			}
 		}
 		if p.limit > 0 {
@@ -99,15 +110,19 @@ func (p *process) push(ctx context.Context, env envelope, force bool) error {
 		}
 		p.q.push(env)
 		p.mu.Unlock()
-		p.schedule()
-		return nil
+		return p.claim(), nil
 	}
 }
 
 func (p *process) schedule() {
-	if p.state.Load() == stateIdle && p.state.CompareAndSwap(stateIdle, stateRunning) {
+	if p.claim() {
 		go p.run()
 	}
+}
+
+// claim moves an idle process to running; the caller must then run it.
+func (p *process) claim() bool {
+	return p.state.Load() == stateIdle && p.state.CompareAndSwap(stateIdle, stateRunning)
 }
 
 // run drains the mailbox: it takes the whole queue under the lock once per
@@ -116,7 +131,12 @@ func (p *process) schedule() {
 func (p *process) run() {
 	for {
 		if p.flags.Load() != 0 {
-			p.finish()
+			if next := p.finish(); next != nil {
+				// This goroutine is done with p; rather than start a new one
+				// for the watcher p's exit woke, run it here.
+				p = next
+				continue
+			}
 			return
 		}
 		p.mu.Lock()
@@ -180,12 +200,20 @@ func (p *process) released() {
 	}
 }
 
-// finish runs when a stop or kill flag is seen by the run loop.
-func (p *process) finish() {
+// finish runs when a stop or kill flag is seen by the run loop. It returns
+// a watcher woken by the exit for the caller to run on its goroutine.
+func (p *process) finish() *process {
 	if p.flags.Load()&flagKill != 0 {
-		return
+		return p.takeHandoff()
 	}
 	p.terminate(p.stopReason)
+	return p.takeHandoff()
+}
+
+func (p *process) takeHandoff() *process {
+	h := p.handoff
+	p.handoff = nil
+	return h
 }
 
 func (p *process) handle(env *envelope) {
@@ -257,15 +285,27 @@ func (p *process) terminate(reason error) {
 			p.term.Terminate(&p.ctx, reason)
 		}()
 	}
-	p.exit(reason)
+	p.exitOwn(reason)
 }
 
 // exit makes the process dead: it is removed from the system, its names are
 // freed, waiting callers are released with the reason, and monitors fire.
 // Only the first call has an effect.
 func (p *process) exit(reason error) {
+	if next := p.exitInline(reason, false); next != nil {
+		go next.run()
+	}
+}
+
+// exitOwn is exit called from p's own run goroutine: one watcher woken by
+// the exit is left in p.handoff for that goroutine to run.
+func (p *process) exitOwn(reason error) {
+	p.handoff = p.exitInline(reason, true)
+}
+
+func (p *process) exitInline(reason error, own bool) (handoff *process) {
 	if !p.exited.CompareAndSwap(false, true) {
-		return
+		return nil
 	}
 	p.flags.Or(flagKill)
 	p.sys.remove(p)
@@ -299,8 +339,23 @@ func (p *process) exit(reason error) {
 	}
 	slices.Sort(ids)
 	for _, id := range ids {
-		mons[id](Down{Monitor: MonitorRef{id: id, target: p.ref}, Ref: p.ref, Reason: reason})
+		d := Down{Monitor: MonitorRef{id: id, target: p.ref}, Ref: p.ref, Reason: reason}
+		w := mons[id]
+		if w.proc == nil {
+			w.fn(d)
+			continue
+		}
+		claimed, _ := w.proc.enqueue(context.Background(), envelope{msg: d, tag: uint64(kindInfo)}, true)
+		if !claimed {
+			continue
+		}
+		if own && handoff == nil {
+			handoff = w.proc
+		} else {
+			go w.proc.run()
+		}
 	}
+	return handoff
 }
 
 // exitErr describes the process's exit to a caller; done must be closed.
