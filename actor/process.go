@@ -50,7 +50,7 @@ type process struct {
 	waiters  chan struct{}
 	monitors map[uint64]watcher // guarded by mu
 	handoff  *process           // owned by the running goroutine
-	names    []string              // guarded by sys.names.mu
+	names    []string           // guarded by sys.names.mu
 
 	count    atomic.Int64 // messages queued and not yet handled; bounded mailboxes only
 	limit    int64
