@@ -1,0 +1,232 @@
+package etcdtest_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/cohort-go/cohort/internal/etcdtest"
+)
+
+func put(t *testing.T, c *clientv3.Client, key, val string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Put(ctx, key, val); err != nil {
+		t.Fatalf("put %s: %v", key, err)
+	}
+}
+
+func get(t *testing.T, c *clientv3.Client, key string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := c.Get(ctx, key)
+	if err != nil {
+		t.Fatalf("get %s: %v", key, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return ""
+	}
+	return string(resp.Kvs[0].Value)
+}
+
+func TestStartPutGet(t *testing.T) {
+	begin := time.Now()
+	c := etcdtest.Start(t)
+	t.Logf("single member started in %v", time.Since(begin))
+	if got := len(c.Endpoints()); got != 1 {
+		t.Fatalf("%d endpoints, want 1", got)
+	}
+	cli := c.Client(t)
+	put(t, cli, "a", "1")
+	if got := get(t, cli, "a"); got != "1" {
+		t.Fatalf("get a = %q, want 1", got)
+	}
+}
+
+func TestThreeMembersSurviveStopAndRestart(t *testing.T) {
+	begin := time.Now()
+	c := etcdtest.StartN(t, 3)
+	t.Logf("three members started in %v", time.Since(begin))
+	cli := c.Client(t)
+	put(t, cli, "k", "before")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	leader := c.WaitLeader(ctx)
+	begin = time.Now()
+	c.StopMember(leader)
+	t.Logf("stopping the leader took %v", time.Since(begin))
+	if c.Member(leader) != nil {
+		t.Fatal("stopped member still reported as running")
+	}
+
+	// Two of three members are a quorum: writes and linearizable reads go on.
+	put(t, cli, "k", "during")
+	if got := get(t, cli, "k"); got != "during" {
+		t.Fatalf("get k = %q, want during", got)
+	}
+
+	begin = time.Now()
+	c.RestartMember(leader)
+	t.Logf("restarting it took %v", time.Since(begin))
+
+	// The restarted member catches up from its peers and serves on its old URL.
+	direct := etcdtest.Dial(t, etcdtest.ClientConfig(c.Endpoint(leader)))
+	put(t, cli, "k", "after")
+	deadline := time.Now().Add(10 * time.Second)
+	for get(t, direct, "k") != "after" {
+		if time.Now().After(deadline) {
+			t.Fatal("restarted member did not catch up")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestQuorumLossBlocksWrites(t *testing.T) {
+	c := etcdtest.StartN(t, 3)
+	cli := c.Client(t)
+	put(t, cli, "k", "v")
+	c.StopMember(1)
+	c.StopMember(2)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := cli.Put(ctx, "k", "lost"); err == nil {
+		t.Fatal("write succeeded without a quorum")
+	}
+
+	c.RestartMember(1)
+	put(t, cli, "k", "back")
+}
+
+func TestProxyCutAndHeal(t *testing.T) {
+	c := etcdtest.Start(t)
+	p := etcdtest.NewProxy(t, c.Endpoint(0))
+	cli := etcdtest.Dial(t, etcdtest.ClientConfig(p.Addr()))
+	put(t, cli, "k", "v")
+
+	p.Cut()
+	const deadline = 500 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	begin := time.Now()
+	_, err := cli.Get(ctx, "k")
+	took := time.Since(begin)
+	if err == nil {
+		t.Fatal("get through a cut proxy succeeded")
+	}
+	if took > deadline+time.Second {
+		t.Fatalf("get through a cut proxy took %v, deadline %v", took, deadline)
+	}
+	t.Logf("get through cut proxy failed after %v: %v", took, err)
+
+	p.Heal()
+	begin = time.Now()
+	if got := get(t, cli, "k"); got != "v" {
+		t.Fatalf("get k after heal = %q, want v", got)
+	}
+	t.Logf("first get after heal took %v", time.Since(begin))
+}
+
+func TestProxyPauseHoldsTraffic(t *testing.T) {
+	c := etcdtest.Start(t)
+	p := etcdtest.NewProxy(t, c.Endpoint(0))
+	cli := etcdtest.Dial(t, etcdtest.ClientConfig(p.Addr()))
+	put(t, cli, "k", "v")
+	if p.Conns() == 0 {
+		t.Fatal("no connection through the proxy")
+	}
+
+	p.Pause()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err := cli.Get(ctx, "k")
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("get through a paused proxy: %v, want deadline exceeded", err)
+	}
+	if p.Conns() == 0 {
+		t.Fatal("pause closed the connection")
+	}
+
+	// A request sent while paused is delivered on resume, over the same
+	// connection.
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := cli.Put(ctx, "k", "held")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("put finished while paused: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	p.Resume()
+	if err := <-done; err != nil {
+		t.Fatalf("held put: %v", err)
+	}
+	if got := get(t, c.Client(t), "k"); got != "held" {
+		t.Fatalf("get k = %q, want held", got)
+	}
+}
+
+func TestProxyLeaseKeepAliveGoesUnanswered(t *testing.T) {
+	c := etcdtest.Start(t)
+	p := etcdtest.NewProxy(t, c.Endpoint(0))
+	cli := etcdtest.Dial(t, etcdtest.ClientConfig(p.Addr()))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	lease, err := cli.Grant(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ka, err := cli.KeepAlive(ctx, lease.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-ka // the first answer arrives while forwarding
+	p.Pause()
+
+	// With traffic held no keepalive is answered: the client gives the
+	// lease up once its TTL passes without a renewal.
+	for range ka {
+	}
+	if ctx.Err() != nil {
+		t.Fatal("keepalive channel still open")
+	}
+	p.Heal()
+	for {
+		ttl, err := cli.TimeToLive(ctx, lease.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ttl.TTL == -1 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("lease did not expire")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func TestProxyTargetURL(t *testing.T) {
+	c := etcdtest.Start(t)
+	p := etcdtest.NewProxy(t, c.Endpoint(0))
+	if want := c.Endpoint(0)[len("http://"):]; p.Target() != want {
+		t.Fatalf("target %q, want %q", p.Target(), want)
+	}
+	cli := etcdtest.Dial(t, etcdtest.ClientConfig(p.Addr()))
+	for i := range 10 {
+		put(t, cli, fmt.Sprintf("k%d", i), "v")
+	}
+}
