@@ -9,6 +9,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/cohort-go/cohort/election"
+	"github.com/cohort-go/cohort/internal/etcdtest"
 )
 
 // TestConfirmAfterCampaign covers the check Campaign makes once etcd
@@ -16,7 +17,7 @@ import (
 // lease expired): the leader key must still exist with the campaign's
 // create revision and the epoch must be alive.
 func TestConfirmAfterCampaign(t *testing.T) {
-	cl := startEtcd(t)
+	cl := etcdtest.Start(t)
 	direct := cl.Client(t)
 	s := startSession(t, cl.Client(t))
 	el := newElection(t, s, "confirm")

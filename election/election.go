@@ -1,5 +1,6 @@
 // Package election elects one leader per name among the nodes of a
-// cluster, on etcd's concurrency.Election, with fencing tokens.
+// cluster, with etcd's concurrency.Election keys and rules, and fencing
+// tokens.
 //
 // A candidate's key lives under <prefix>/election/<name>/ and is bound to
 // the lease of the node's current epoch (see package lease). The leader is
@@ -98,12 +99,17 @@ func (el *Election) Name() string { return el.name }
 // leads. It runs on the session's current epoch (waiting for one while
 // the session re-joins) and returns when that epoch is lost, with an
 // error wrapping ErrEpochLost. When ctx ends it withdraws the candidacy
-// and returns ctx's error. Once etcd reports it elected, Campaign checks
-// that the epoch is still alive and that its key still exists with the
-// create revision it campaigned with, because etcd's Campaign can return
-// after its own lease expired; otherwise it fails with ErrNotLeader. It
-// fails with ErrBusy while another campaign or leadership of this Election
-// is active.
+// (bounded by half a second; a key not withdrawn goes with the lease) and
+// returns ctx's error. Once its key is the oldest, Campaign checks that
+// the epoch is still alive and that the key still exists with the create
+// revision it campaigned with and the epoch's lease, because a campaign
+// can outlive its own lease (etcd issue 19597); otherwise it fails with
+// ErrNotLeader. It fails with ErrBusy while another campaign or
+// leadership of this Election is active.
+//
+// Candidates use concurrency.Election's keys and rules (key prefix + lease
+// ID in hex, the oldest key leads), so they interoperate with other
+// concurrency.Election users of the same prefix, such as etcdctl elect.
 func (el *Election) Campaign(ctx context.Context, value string) (*Leadership, error) {
 	el.mu.Lock()
 	if el.active {
@@ -135,13 +141,19 @@ func (el *Election) campaign(ctx context.Context, value string) (*Leadership, er
 	if err != nil {
 		return nil, err
 	}
-	ce := concurrency.NewElection(cs, strings.TrimSuffix(el.pfx, "/"))
 	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	stop := context.AfterFunc(e.Context(), cancel)
-	err = ce.Campaign(cctx, value)
-	stop()
-	cancel()
+	defer stop()
+
+	key, rev, err := el.enter(cctx, e, value)
+	if err == nil {
+		err = el.waitPredecessors(cctx, rev)
+	}
 	if err != nil {
+		if key != "" {
+			el.withdraw(e, key, rev)
+		}
 		if lerr := e.Err(); lerr != nil {
 			return nil, fmt.Errorf("%w: %w", ErrEpochLost, lerr)
 		}
@@ -150,18 +162,18 @@ func (el *Election) campaign(ctx context.Context, value string) (*Leadership, er
 		}
 		return nil, err
 	}
-	hdrRev, err := el.confirm(ctx, e, ce.Key(), ce.Rev())
+	hdrRev, err := el.confirm(ctx, e, key, rev)
 	if err != nil {
-		el.withdraw(e, ce.Key(), ce.Rev())
+		el.withdraw(e, key, rev)
 		return nil, err
 	}
 	lctx, lcancel := context.WithCancel(context.Background())
 	l := &Leadership{
 		el:          el,
-		ce:          ce,
+		ce:          concurrency.ResumeElection(cs, strings.TrimSuffix(el.pfx, "/"), key, rev),
 		epoch:       e,
-		key:         ce.Key(),
-		rev:         ce.Rev(),
+		key:         key,
+		rev:         rev,
 		value:       value,
 		ctx:         lctx,
 		cancel:      lcancel,
@@ -173,7 +185,106 @@ func (el *Election) campaign(ctx context.Context, value string) (*Leadership, er
 	return l, nil
 }
 
-// confirm checks, after etcd's Campaign returned, that the epoch is alive
+// enter puts this node's candidate key, named as concurrency.Election
+// names it (prefix + lease ID in hex), bound to the epoch's lease, and
+// returns it with its create revision. A key left by an earlier candidacy
+// on the same epoch is taken over with the new value.
+func (el *Election) enter(ctx context.Context, e *lease.Epoch, value string) (string, int64, error) {
+	key := fmt.Sprintf("%s%x", el.pfx, int64(e.ID()))
+	resp, err := el.client.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, value, clientv3.WithLease(e.ID()))).
+		Else(clientv3.OpGet(key)).
+		Commit()
+	if err != nil {
+		return "", 0, err
+	}
+	if resp.Succeeded {
+		return key, resp.Header.Revision, nil
+	}
+	kv := resp.Responses[0].GetResponseRange().Kvs[0]
+	if string(kv.Value) == value {
+		return key, kv.CreateRevision, nil
+	}
+	put, err := el.client.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", kv.CreateRevision)).
+		Then(clientv3.OpPut(key, value, clientv3.WithLease(e.ID()))).
+		Commit()
+	if err != nil {
+		return key, kv.CreateRevision, err
+	}
+	if !put.Succeeded {
+		return "", 0, fmt.Errorf("%w: candidate key %s changed while entering", ErrNotLeader, key)
+	}
+	return key, kv.CreateRevision, nil
+}
+
+// waitPredecessors blocks until every candidate key created before rev is
+// deleted, so the key created at rev is the oldest: the leader. It follows
+// concurrency.Election's wait, with one change: the watch is opened, and
+// known to be in place, before the read. etcd serves a watch that starts
+// at a past revision (which is what concurrency.Election opens, after its
+// read) from a loop that runs every 100ms, while a watch from "now" gets
+// each event at once; so a standby takes over within milliseconds of a
+// resignation however recently it queued.
+func (el *Election) waitPredecessors(ctx context.Context, rev int64) error {
+	opts := append(clientv3.WithLastCreate(), clientv3.WithMaxCreateRev(rev-1))
+	for {
+		done, err := el.waitOnce(ctx, opts)
+		if done || err != nil {
+			return err
+		}
+	}
+}
+
+// waitOnce opens a watch on the prefix, then reads the youngest
+// predecessor and waits for the deletes until none is left. It reports
+// false with a nil error when the watch broke and the wait must start
+// again.
+func (el *Election) waitOnce(ctx context.Context, opts []clientv3.OpOption) (bool, error) {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wch := el.client.Watch(wctx, el.pfx, clientv3.WithPrefix(), clientv3.WithCreatedNotify())
+	if wr, ok := <-wch; !ok || wr.Err() != nil || !wr.Created {
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		if !ok {
+			return false, fmt.Errorf("watch on %s closed", el.pfx)
+		}
+		return false, nil
+	}
+	for {
+		resp, err := el.client.Get(ctx, el.pfx, opts...)
+		if err != nil {
+			return false, err
+		}
+		if len(resp.Kvs) == 0 {
+			return true, nil
+		}
+		if ok := waitDelete(wch, string(resp.Kvs[0].Key), resp.Header.Revision); !ok {
+			return false, ctx.Err()
+		}
+	}
+}
+
+// waitDelete consumes wch until it reports key deleted after revision
+// after; it returns false when the watch breaks.
+func waitDelete(wch clientv3.WatchChan, key string, after int64) bool {
+	for wr := range wch {
+		if wr.Err() != nil {
+			return false
+		}
+		for _, ev := range wr.Events {
+			if ev.Type == mvccpb.DELETE && string(ev.Kv.Key) == key && ev.Kv.ModRevision > after {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// confirm checks, once the candidate key is the oldest, that the epoch is alive
 // and that key still exists with create revision rev and the epoch's
 // lease. It returns the revision of its read.
 func (el *Election) confirm(ctx context.Context, e *lease.Epoch, key string, rev int64) (int64, error) {
@@ -200,10 +311,14 @@ func (el *Election) confirm(ctx context.Context, e *lease.Epoch, key string, rev
 	return resp.Header.Revision, nil
 }
 
+// withdrawTimeout bounds the clean-up of a failed candidacy, so Campaign
+// returns promptly after its context ends even when etcd is unreachable.
+const withdrawTimeout = 500 * time.Millisecond
+
 // withdraw deletes key if it still has create revision rev, bounded by the
-// epoch: once the epoch is lost the key goes with its lease.
+// epoch and by withdrawTimeout: a key not deleted goes with its lease.
 func (el *Election) withdraw(e *lease.Epoch, key string, rev int64) {
-	ctx, cancel := context.WithTimeout(e.Context(), e.TTL())
+	ctx, cancel := context.WithTimeout(e.Context(), withdrawTimeout)
 	defer cancel()
 	_, err := el.client.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", rev)).
@@ -257,44 +372,59 @@ func (el *Election) observe(ctx context.Context, ch chan<- Leader) {
 	var last Leader
 	backoff := minBackoff
 	for ctx.Err() == nil {
+		if el.observeOnce(ctx, ch, &last) {
+			backoff = minBackoff
+		}
+		if !sleep(ctx, &backoff) {
+			return
+		}
+	}
+}
+
+// observeOnce opens a watch on the prefix and, once it is in place, reads
+// the leader, sends it if it changed, and reads again after every change
+// under the prefix, until the watch breaks or ctx ends. It reports whether
+// it got as far as a read.
+func (el *Election) observeOnce(ctx context.Context, ch chan<- Leader, last *Leader) bool {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	wch := el.client.Watch(wctx, el.pfx, clientv3.WithPrefix(), clientv3.WithCreatedNotify())
+	if wr, ok := <-wch; !ok || wr.Err() != nil || !wr.Created {
+		return false
+	}
+	for {
 		resp, err := el.client.Get(ctx, el.pfx, clientv3.WithFirstCreate()...)
 		if err != nil {
-			if !sleep(ctx, &backoff) {
-				return
-			}
-			continue
+			return false
 		}
 		if len(resp.Kvs) > 0 {
 			cur := leaderOf(resp.Kvs[0])
 			if cur.Key != last.Key || cur.Revision != last.Revision {
 				select {
 				case ch <- cur:
-					last = cur
+					*last = cur
 				case <-ctx.Done():
-					return
+					return true
 				}
 			}
 		}
-		// Any change under the prefix may change the leader; read again.
-		if el.waitChange(ctx, resp.Header.Revision) {
-			backoff = minBackoff
-		} else if !sleep(ctx, &backoff) {
-			return
+		if !changedAfter(wch, resp.Header.Revision) {
+			return true
 		}
 	}
 }
 
-// waitChange blocks until a key under the election prefix changes after
-// rev; it reports false when the watch broke instead.
-func (el *Election) waitChange(ctx context.Context, rev int64) bool {
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	for wr := range el.client.Watch(wctx, el.pfx, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
+// changedAfter consumes wch until it reports a change after revision rev;
+// it returns false when the watch breaks.
+func changedAfter(wch clientv3.WatchChan, rev int64) bool {
+	for wr := range wch {
 		if wr.Err() != nil {
 			return false
 		}
-		if len(wr.Events) > 0 {
-			return true
+		for _, ev := range wr.Events {
+			if ev.Kv.ModRevision > rev {
+				return true
+			}
 		}
 	}
 	return false

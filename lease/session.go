@@ -303,8 +303,14 @@ func (s *Session) rejoin(old *Epoch) *Epoch {
 		ctx, cancel := context.WithTimeout(s.runCtx, s.cfg.TTL)
 		e, err := s.grant(ctx, old.seq+1)
 		cancel()
-		if err == nil {
+		if err == nil && time.Now().Before(e.aliveUntil) {
 			return e
+		}
+		if err == nil {
+			// The grant took so long that the lease cannot be proven alive
+			// any more: give it back and try again after a pause.
+			err = fmt.Errorf("lease: grant answered after the new lease's alive-until instant")
+			s.revokeLost(e)
 		}
 		if s.runCtx.Err() != nil {
 			return nil

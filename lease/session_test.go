@@ -8,6 +8,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/cohort-go/cohort/internal/etcdtest"
 	"github.com/cohort-go/cohort/lease"
 )
 
@@ -24,7 +25,7 @@ func TestConfigValidation(t *testing.T) {
 		{"margin eats the TTL", lease.Config{TTL: 2 * time.Second, Margin: 1500 * time.Millisecond}, false},
 		{"interval plus margin too long", lease.Config{TTL: 3 * time.Second, Margin: time.Second, KeepAliveInterval: 2 * time.Second}, false},
 	}
-	cl := startEtcd(t)
+	cl := etcdtest.Start(t)
 	cli := cl.Client(t)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -48,7 +49,7 @@ func TestConfigValidation(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
-	cl := startEtcd(t)
+	cl := etcdtest.Start(t)
 	s, err := lease.Start(t.Context(), cl.Client(t), lease.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +65,7 @@ func TestDefaults(t *testing.T) {
 }
 
 func TestKeepAliveExtendsEpoch(t *testing.T) {
-	cl := startEtcd(t)
+	cl := etcdtest.Start(t)
 	s, err := lease.Start(t.Context(), cl.Client(t), lease.Config{TTL: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +93,7 @@ func TestKeepAliveExtendsEpoch(t *testing.T) {
 // with a paused proxy: the epoch must be declared lost while etcd still
 // holds the lease, and a new epoch must start once traffic flows again.
 func TestPauseFencesBeforeServerExpiry(t *testing.T) {
-	cl := startEtcd(t)
+	cl := etcdtest.Start(t)
 	direct := cl.Client(t)
 	r := measureFencing(t, cl, direct, 2*time.Second)
 	t.Logf("TTL 2s: signal fired %v after pause; lease revoked by etcd %v after the signal (nominal expiry at least margin %v after it)",
@@ -105,10 +106,10 @@ type fencing struct {
 	margin       time.Duration
 }
 
-func measureFencing(t testing.TB, cl *tmpCluster, direct *clientv3.Client, ttl time.Duration) fencing {
+func measureFencing(t testing.TB, cl *etcdtest.Cluster, direct *clientv3.Client, ttl time.Duration) fencing {
 	ctx := context.Background()
-	proxy := newProxy(t, cl.Endpoints()[0])
-	cli := newClient(t, proxy.Addr())
+	proxy := etcdtest.NewProxy(t, cl.Endpoints()[0])
+	cli := etcdtest.Dial(t, etcdtest.ClientConfig(proxy.Addr()))
 	s, err := lease.Start(ctx, cli, lease.Config{TTL: ttl})
 	if err != nil {
 		t.Fatal(err)
@@ -177,7 +178,7 @@ func measureFencing(t testing.TB, cl *tmpCluster, direct *clientv3.Client, ttl t
 }
 
 func TestRevokeFromOutside(t *testing.T) {
-	cl := startEtcd(t)
+	cl := etcdtest.Start(t)
 	direct := cl.Client(t)
 	s, err := lease.Start(t.Context(), cl.Client(t), lease.Config{TTL: 2 * time.Second})
 	if err != nil {
@@ -215,7 +216,7 @@ func TestRevokeFromOutside(t *testing.T) {
 }
 
 func TestCloseRevokes(t *testing.T) {
-	cl := startEtcd(t)
+	cl := etcdtest.Start(t)
 	direct := cl.Client(t)
 	cli := cl.Client(t)
 	s, err := lease.Start(t.Context(), cli, lease.Config{TTL: 2 * time.Second})
@@ -272,9 +273,9 @@ func TestCloseRevokes(t *testing.T) {
 // TestCloseDuringRejoin closes a session whose etcd is unreachable: Close
 // must not hang on the re-join.
 func TestCloseDuringRejoin(t *testing.T) {
-	cl := startEtcd(t)
-	proxy := newProxy(t, cl.Endpoints()[0])
-	cli := newClient(t, proxy.Addr())
+	cl := etcdtest.Start(t)
+	proxy := etcdtest.NewProxy(t, cl.Endpoints()[0])
+	cli := etcdtest.Dial(t, etcdtest.ClientConfig(proxy.Addr()))
 	s, err := lease.Start(t.Context(), cli, lease.Config{TTL: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)

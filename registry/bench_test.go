@@ -9,12 +9,13 @@ import (
 	"time"
 
 	"github.com/cohort-go/cohort/actor"
+	"github.com/cohort-go/cohort/internal/etcdtest"
 	"github.com/cohort-go/cohort/registry"
 )
 
 // BenchmarkWhereisCached measures a lookup served by the cache.
 func BenchmarkWhereisCached(b *testing.B) {
-	cl := startEtcd(b)
+	cl := etcdtest.Start(b)
 	n := startNode(b, "a", cl.Client(b), registry.Config{})
 	ctx := context.Background()
 	for i := 0; i < 1000; i++ {
@@ -51,7 +52,7 @@ func BenchmarkWhereisCached(b *testing.B) {
 func BenchmarkRegister(b *testing.B) {
 	for _, workers := range []int{1, 8, 64} {
 		b.Run(fmt.Sprintf("goroutines=%d", workers), func(b *testing.B) {
-			cl := startEtcd(b)
+			cl := etcdtest.Start(b)
 			n := startNode(b, "a", cl.Client(b), registry.Config{})
 			ctx := context.Background()
 			var seq atomic.Int64

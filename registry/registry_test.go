@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/cohort-go/cohort/actor"
+	"github.com/cohort-go/cohort/internal/etcdtest"
 	"github.com/cohort-go/cohort/lease"
 	"github.com/cohort-go/cohort/registry"
 )
@@ -53,7 +54,7 @@ func startNode(t testing.TB, name string, client *clientv3.Client, cfg registry.
 }
 
 func TestRegisterLookup(t *testing.T) {
-	cl := startEtcd(t)
+	cl := etcdtest.Start(t)
 	a := startNode(t, "a", cl.Client(t), registry.Config{})
 	b := startNode(t, "b", cl.Client(t), registry.Config{})
 	ctx := t.Context()
@@ -106,7 +107,7 @@ func TestRegisterLookup(t *testing.T) {
 }
 
 func TestFirstWriterWins(t *testing.T) {
-	cl := startEtcd(t)
+	cl := etcdtest.Start(t)
 	a := startNode(t, "a", cl.Client(t), registry.Config{})
 	b := startNode(t, "b", cl.Client(t), registry.Config{})
 	ctx := t.Context()
@@ -170,7 +171,7 @@ func TestFirstWriterWins(t *testing.T) {
 }
 
 func TestInvalidInput(t *testing.T) {
-	cl := startEtcd(t)
+	cl := etcdtest.Start(t)
 	a := startNode(t, "a", cl.Client(t), registry.Config{MaxValueSize: 1024})
 	ctx := t.Context()
 	names := []struct{ what, name string }{
@@ -226,7 +227,7 @@ func TestInvalidInput(t *testing.T) {
 }
 
 func TestUnregisterAndUpdate(t *testing.T) {
-	cl := startEtcd(t)
+	cl := etcdtest.Start(t)
 	a := startNode(t, "a", cl.Client(t), registry.Config{})
 	b := startNode(t, "b", cl.Client(t), registry.Config{})
 	ctx := t.Context()
@@ -267,7 +268,7 @@ func TestUnregisterAndUpdate(t *testing.T) {
 }
 
 func TestReadOnlyRegistry(t *testing.T) {
-	cl := startEtcd(t)
+	cl := etcdtest.Start(t)
 	a := startNode(t, "a", cl.Client(t), registry.Config{})
 	ctx := t.Context()
 	ro, err := registry.New(ctx, cl.Client(t), nil, registry.Config{})
@@ -310,7 +311,7 @@ func next(t testing.TB, ch <-chan registry.Event) registry.Event {
 }
 
 func TestWatchEvents(t *testing.T) {
-	cl := startEtcd(t)
+	cl := etcdtest.Start(t)
 	a := startNode(t, "a", cl.Client(t), registry.Config{})
 	b := startNode(t, "b", cl.Client(t), registry.Config{})
 	ctx, cancel := context.WithCancel(t.Context())
@@ -380,7 +381,7 @@ func TestWatchEvents(t *testing.T) {
 }
 
 func TestRevokedLeaseRemovesNames(t *testing.T) {
-	cl := startEtcd(t)
+	cl := etcdtest.Start(t)
 	direct := cl.Client(t)
 	a := startNode(t, "a", cl.Client(t), registry.Config{})
 	b := startNode(t, "b", cl.Client(t), registry.Config{})
@@ -442,9 +443,9 @@ func TestRevokedLeaseRemovesNames(t *testing.T) {
 // its epoch is lost, its own view drops its names at once, while etcd and
 // the other nodes still have them until the lease expires.
 func TestLostEpochDropsNamesLocally(t *testing.T) {
-	cl := startEtcd(t)
-	proxy := newProxy(t, cl.Endpoints()[0])
-	a := startNode(t, "a", newClient(t, proxy.Addr()), registry.Config{})
+	cl := etcdtest.Start(t)
+	proxy := etcdtest.NewProxy(t, cl.Endpoints()[0])
+	a := startNode(t, "a", etcdtest.Dial(t, etcdtest.ClientConfig(proxy.Addr())), registry.Config{})
 	b := startNode(t, "b", cl.Client(t), registry.Config{})
 	ctx := t.Context()
 	ref := a.ref()
@@ -491,7 +492,7 @@ func TestLostEpochDropsNamesLocally(t *testing.T) {
 // TestCacheMatchesRead runs concurrent writers on two nodes, then checks
 // that each cache, once synced, equals a linearizable read of the prefix.
 func TestCacheMatchesRead(t *testing.T) {
-	cl := startEtcd(t)
+	cl := etcdtest.Start(t)
 	direct := cl.Client(t)
 	nodes := []*node{
 		startNode(t, "a", cl.Client(t), registry.Config{}),
@@ -558,11 +559,11 @@ func TestCacheMatchesRead(t *testing.T) {
 // past it: the registry must re-read the prefix and report the changes it
 // missed.
 func TestCompactedWatchResyncs(t *testing.T) {
-	cl := startEtcd(t)
+	cl := etcdtest.Start(t)
 	direct := cl.Client(t)
 	a := startNode(t, "a", cl.Client(t), registry.Config{})
-	proxy := newProxy(t, cl.Endpoints()[0])
-	ro, err := registry.New(t.Context(), newClient(t, proxy.Addr()), nil, registry.Config{Logger: zaptest.NewLogger(t)})
+	proxy := etcdtest.NewProxy(t, cl.Endpoints()[0])
+	ro, err := registry.New(t.Context(), etcdtest.Dial(t, etcdtest.ClientConfig(proxy.Addr())), nil, registry.Config{Logger: zaptest.NewLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

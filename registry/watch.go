@@ -31,7 +31,9 @@ func (t EventType) String() string {
 
 // Event is one change to a name as seen by this registry's cache.
 type Event struct {
+	// Type is Put or Delete.
 	Type EventType
+	// Name is the name that changed.
 	Name string
 	// Entry is the new entry on Put and the last known one on Delete.
 	Entry Entry
