@@ -463,8 +463,10 @@ func (s *Server) Done() <-chan struct{} { return s.done }
 // Close stops the member: it ends every client connection at once (open
 // watches included), stops raft, releases the ports and the data dir, and
 // returns when all of that is done. A leader of a multi-member cluster hands
-// leadership to a connected peer first when one is available. Calling Close
-// again waits for the first call to finish.
+// leadership to a connected peer first when one is available. A single
+// member closes in milliseconds; a member of a multi-member cluster takes
+// about a second, the time etcd allows its peer connections to drain.
+// Calling Close again waits for the first call to finish.
 func (s *Server) Close() {
 	if s.beginClose() {
 		s.finishClose()

@@ -129,9 +129,9 @@ func (c *Cluster) Client(t testing.TB) *clientv3.Client {
 	return Dial(t, ClientConfig(c.Endpoints()...))
 }
 
-// StopMember stops member i and waits until it has released its ports. The
-// member's data dir is kept for RestartMember. Stopping a stopped member
-// does nothing.
+// StopMember stops member i and waits until it has released its ports,
+// which takes about a second (see embedetcd.Server.Close). The member's data
+// dir is kept for RestartMember. Stopping a stopped member does nothing.
 func (c *Cluster) StopMember(i int) {
 	c.check(i)
 	c.mu.Lock()
