@@ -500,6 +500,16 @@ func TestAmongEligibleMembers(t *testing.T) {
 	if mine == 0 {
 		t.Fatal("Mine never true on the sub-ring")
 	}
+	// The sub-ring is built once per member set, not per lookup.
+	calls := 0
+	counting := ring.Filter{Key: "counting", Match: func(m ring.Member) bool { calls++; return true }}
+	snap := only.Snapshot()
+	for _, k := range keys(1000) {
+		snap.NodeForAmong(k, counting)
+	}
+	if calls != snap.Len() {
+		t.Fatalf("filter called %d times for %d members", calls, snap.Len())
+	}
 	if n, ok := r.NodeForAmong("k", ring.HavingRole("none")); ok {
 		t.Fatalf("no eligible member, got %s", n)
 	}

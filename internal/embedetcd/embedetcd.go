@@ -136,7 +136,26 @@ func StartCluster(ctx context.Context, cfgs []Config) ([]*Server, error) {
 	if err := checkNames(cfgs); err != nil {
 		return nil, err
 	}
+	fresh := make([]bool, len(cfgs))
+	for i, c := range cfgs {
+		entries, err := os.ReadDir(c.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrDirNotUsable, err)
+		}
+		fresh[i] = len(entries) == 0
+	}
 	for attempt := 1; ; attempt++ {
+		if attempt > 1 {
+			// A member that bootstrapped on the previous attempt recorded
+			// that attempt's peer URLs; start it from scratch.
+			for i, c := range cfgs {
+				if fresh[i] {
+					if err := emptyDir(c.Dir); err != nil {
+						return nil, err
+					}
+				}
+			}
+		}
 		picked, err := pickURLs(cfgs)
 		if err != nil {
 			return nil, err
@@ -280,6 +299,19 @@ func prepareDir(dir string) error {
 	_ = f.Close()
 	if err := os.Remove(name); err != nil {
 		return fmt.Errorf("%w: %w", ErrDirNotUsable, err)
+	}
+	return nil
+}
+
+func emptyDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrDirNotUsable, err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("%w: %w", ErrDirNotUsable, err)
+		}
 	}
 	return nil
 }
