@@ -402,11 +402,17 @@ func (r *Ring) publish(snap *Snapshot) {
 	if sameView(old.snap.v, snap.v) {
 		snap = &Snapshot{rev: snap.rev, localID: snap.localID, v: old.snap.v}
 	}
+	// Subscribers are offered snap before WaitRevision callers wake, so a
+	// caller that waited for a revision finds it in its subscription; and
+	// the swap happens under subMu, so a concurrent Subscribe sees either
+	// the old snapshot and then this offer, or snap itself.
+	r.subMu.Lock()
 	r.cur.Store(&state{snap: snap, next: make(chan struct{})})
-	close(old.next)
 	if snap.v != old.snap.v {
-		r.notify(snap)
+		r.notifyLocked(snap)
 	}
+	r.subMu.Unlock()
+	close(old.next)
 }
 
 func sameView(a, b *view) bool {

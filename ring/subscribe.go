@@ -62,10 +62,9 @@ func (r *Ring) Subscribe() (<-chan Change, func()) {
 	return s.ch, cancel
 }
 
-// notify offers snap to every subscriber without blocking.
-func (r *Ring) notify(snap *Snapshot) {
-	r.subMu.Lock()
-	defer r.subMu.Unlock()
+// notifyLocked offers snap to every subscriber without blocking. The caller
+// holds r.subMu.
+func (r *Ring) notifyLocked(snap *Snapshot) {
 	for s := range r.subs {
 		s.offer(snap)
 	}

@@ -25,7 +25,6 @@ const (
 // unanswered), and Heal it. Its methods are safe to call from several
 // goroutines.
 type Proxy struct {
-	t      testing.TB
 	target string
 	ln     net.Listener
 	ctx    context.Context
@@ -42,10 +41,12 @@ type proxyConn struct {
 	client, server net.Conn
 	once           sync.Once
 	done           chan struct{}
+	cancel         context.CancelFunc // ends the dial to the target
 }
 
 func (pc *proxyConn) close() {
 	pc.once.Do(func() {
+		pc.cancel()
 		close(pc.done)
 		_ = pc.client.Close()
 		if pc.server != nil {
@@ -69,7 +70,6 @@ func NewProxy(t testing.TB, target string) *Proxy {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Proxy{
-		t:       t,
 		target:  target,
 		ln:      ln,
 		ctx:     ctx,
@@ -168,11 +168,12 @@ func (p *Proxy) accept() {
 
 func (p *Proxy) serve(c net.Conn) {
 	defer p.wg.Done()
-	pc := &proxyConn{client: c, done: make(chan struct{})}
+	cctx, ccancel := context.WithCancel(p.ctx)
+	pc := &proxyConn{client: c, done: make(chan struct{}), cancel: ccancel}
 	p.mu.Lock()
 	if p.mode == cut {
 		p.mu.Unlock()
-		_ = c.Close()
+		pc.close()
 		return
 	}
 	p.conns[pc] = struct{}{}
@@ -184,14 +185,7 @@ func (p *Proxy) serve(c net.Conn) {
 		pc.close()
 	}()
 
-	dctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
-	go func() {
-		select {
-		case <-pc.done:
-			cancel()
-		case <-dctx.Done():
-		}
-	}()
+	dctx, cancel := context.WithTimeout(cctx, 5*time.Second)
 	var d net.Dialer
 	s, err := d.DialContext(dctx, "tcp", p.target)
 	cancel()
