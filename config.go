@@ -1,0 +1,123 @@
+package cohort
+
+import (
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/cohort-go/cohort/actor"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	"go.uber.org/zap"
+)
+
+// Config configures a Node. Its zero value works: a node with a unique id
+// in cluster "default", on an embedded etcd in a fresh temporary directory.
+type Config struct {
+	// NodeID names the node in the cluster; unique among live nodes.
+	// Default: "<hostname>-<pid>-<random>". Must be a valid actor name
+	// without '/'.
+	NodeID string
+	// Cluster names the cluster; nodes of one cluster share a key prefix.
+	// Default "default".
+	Cluster string
+	// Prefix is the etcd key prefix of the cluster. Default
+	// "/cohort/<Cluster>".
+	Prefix string
+
+	// Endpoints are the etcd client URLs. Empty means: start an embedded
+	// single-member etcd in this process (see DataDir), so one machine
+	// needs nothing installed. Other nodes join it with Endpoints set to
+	// Node.Endpoints().
+	Endpoints []string
+	// DataDir is the embedded etcd's data directory. Default: a new
+	// temporary directory, removed by Stop. Set it to keep the cluster's
+	// data (distributed children's specs, for instance) across restarts.
+	DataDir string
+	// EmbeddedClientURL is the URL the embedded etcd listens on for clients,
+	// e.g. "http://127.0.0.1:2379". Default: a free loopback port.
+	EmbeddedClientURL string
+
+	// TLS configures TLS to etcd. If nil and CAFile or CertFile is set, it
+	// is built from the files.
+	TLS *tls.Config
+	// CAFile, CertFile and KeyFile are PEM files for TLS to etcd: the CA
+	// that signed etcd's certificate, and this node's client certificate
+	// and key (for etcd's client-cert authentication).
+	CAFile, CertFile, KeyFile string
+	// Username and Password authenticate to etcd when its auth is on.
+	Username, Password string
+	// DialTimeout bounds how long Start waits for etcd. Default 10s.
+	DialTimeout time.Duration
+
+	// LeaseTTL is the node's session lease TTL: how long after the node
+	// dies its names, leadership and children are taken over. Default 5s;
+	// at least 2s (etcd's minimum). See docs/operations.md.
+	LeaseTTL time.Duration
+	// LeaseMargin is how long before the lease's proven expiry the node
+	// fences itself off. Default max(TTL/5, 300ms).
+	LeaseMargin time.Duration
+
+	// Addr is the transport address published in the member key.
+	Addr string
+	// Kinds and Roles are published in the member key for placement.
+	Kinds, Roles []string
+
+	// Logger receives the node's logs; embedded etcd's own logs go through
+	// it at warn level. Default: no logging.
+	Logger *zap.Logger
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.NodeID == "" {
+		host, _ := os.Hostname()
+		var b [3]byte
+		_, _ = rand.Read(b[:])
+		c.NodeID = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	}
+	if err := actor.ValidateName(c.NodeID); err != nil || strings.Contains(c.NodeID, "/") {
+		return c, fmt.Errorf("%w: NodeID %q: a node id is a non-empty name of printable characters without '/'", ErrInvalidConfig, c.NodeID)
+	}
+	if c.Cluster == "" {
+		c.Cluster = "default"
+	}
+	if strings.ContainsAny(c.Cluster, "/") || actor.ValidateName(c.Cluster) != nil {
+		return c, fmt.Errorf("%w: Cluster %q: printable characters without '/'", ErrInvalidConfig, c.Cluster)
+	}
+	if c.Prefix == "" {
+		c.Prefix = "/cohort/" + c.Cluster
+	}
+	c.Prefix = strings.TrimRight(c.Prefix, "/")
+	if c.Prefix == "" || !strings.HasPrefix(c.Prefix, "/") {
+		return c, fmt.Errorf("%w: Prefix %q must start with '/' and not be the root", ErrInvalidConfig, c.Prefix)
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = 10 * time.Second
+	}
+	if c.DialTimeout < 0 || c.LeaseTTL < 0 || c.LeaseMargin < 0 {
+		return c, fmt.Errorf("%w: DialTimeout, LeaseTTL and LeaseMargin must not be negative", ErrInvalidConfig)
+	}
+	for _, e := range c.Endpoints {
+		if e == "" {
+			return c, fmt.Errorf("%w: empty etcd endpoint in %q", ErrInvalidConfig, c.Endpoints)
+		}
+	}
+	if c.TLS == nil && (c.CAFile != "" || c.CertFile != "" || c.KeyFile != "") {
+		if (c.CertFile == "") != (c.KeyFile == "") {
+			return c, fmt.Errorf("%w: CertFile and KeyFile go together", ErrInvalidConfig)
+		}
+		info := transport.TLSInfo{TrustedCAFile: c.CAFile, CertFile: c.CertFile, KeyFile: c.KeyFile}
+		tc, err := info.ClientConfig()
+		if err != nil {
+			return c, fmt.Errorf("%w: TLS files: %w", ErrInvalidConfig, err)
+		}
+		c.TLS = tc
+	}
+	return c, nil
+}

@@ -1,0 +1,391 @@
+// Package cohort wires the actor runtime, the etcd session lease,
+// membership, the ring, the global registry and elections into one Node.
+//
+//	node, err := cohort.Start(ctx, cohort.Config{}) // embedded etcd, defaults
+//	defer node.Stop(ctx)
+package cohort
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/cohort-go/cohort/actor"
+	"github.com/cohort-go/cohort/election"
+	"github.com/cohort-go/cohort/internal/embedetcd"
+	"github.com/cohort-go/cohort/lease"
+	"github.com/cohort-go/cohort/registry"
+	"github.com/cohort-go/cohort/ring"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// Version is published in the member key.
+const Version = "0.1.0"
+
+// Node is one member of a cohort cluster: an actor system bound to one etcd
+// session lease, with membership, the ring, the global registry and
+// elections. Create it with Start and end it with Stop.
+type Node struct {
+	cfg     Config
+	log     *zap.Logger
+	member  ring.Member
+	etcd    *embedetcd.Server
+	tmpDir  string
+	client  *clientv3.Client
+	session *lease.Session
+	ring    *ring.Ring
+	reg     *registry.Registry
+	sys     *actor.System
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu          sync.Mutex
+	leaderships map[*election.Leadership]struct{}
+	stopped     bool
+	stopErr     error
+	stopDone    chan struct{}
+}
+
+// Start starts a node: it connects to etcd (or starts an embedded one),
+// grants the session lease, claims the member key, and starts the ring
+// watch and the registry. It fails with ErrDuplicateNode if a live node
+// already has the id, with ErrEtcdUnreachable if etcd does not answer within
+// DialTimeout, and with ctx's error when ctx ends first. Whatever was started
+// is stopped again on failure.
+func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
+	cfg, err = cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.With(zap.String("node", cfg.NodeID)),
+		leaderships: make(map[*election.Leadership]struct{}), stopDone: make(chan struct{})}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	// Until Start returns, the end of ctx ends the node's own context, so
+	// no step of the start can outlive it; afterwards the node lives on.
+	detach := context.AfterFunc(ctx, n.cancel)
+	defer func() {
+		detach()
+		if err != nil {
+			n.teardown(context.Background())
+			if ctx.Err() != nil {
+				err = fmt.Errorf("%w (start: %w)", ctx.Err(), err)
+			}
+		}
+	}()
+	endpoints := cfg.Endpoints
+	if len(endpoints) == 0 {
+		if endpoints, err = n.startEmbedded(ctx); err != nil {
+			return nil, err
+		}
+	}
+	n.client, err = clientv3.New(clientv3.Config{
+		Endpoints:   endpoints,
+		DialTimeout: cfg.DialTimeout,
+		TLS:         cfg.TLS,
+		Username:    cfg.Username,
+		Password:    cfg.Password,
+		Logger:      cfg.Logger.Named("etcd-client").WithOptions(zap.IncreaseLevel(zap.WarnLevel)),
+		Context:     n.ctx,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v: %w", ErrEtcdUnreachable, endpoints, err)
+	}
+	if err := n.ping(ctx, endpoints); err != nil {
+		return nil, err
+	}
+	n.session, err = lease.Start(n.ctx, n.client, lease.Config{TTL: cfg.LeaseTTL, Margin: cfg.LeaseMargin, Logger: n.log})
+	if err != nil {
+		return nil, fmt.Errorf("cohort: session lease: %w", err)
+	}
+	n.member = ring.Member{ID: cfg.NodeID, Addr: cfg.Addr, StartedAt: time.Now().UTC(), Version: Version,
+		Kinds: cfg.Kinds, Roles: cfg.Roles}
+	first := n.session.Current()
+	if err := n.claimMember(n.ctx, first); err != nil {
+		return nil, err
+	}
+	n.sys = actor.NewSystem(actor.Config{Node: cfg.NodeID, Logger: n.log})
+	n.ring, err = ring.Watch(n.ctx, n.client, cfg.Prefix, ring.Options{LocalID: cfg.NodeID, Logger: n.log})
+	if err != nil {
+		return nil, fmt.Errorf("cohort: membership: %w", err)
+	}
+	n.reg, err = registry.New(n.ctx, n.client, n.session, registry.Config{Prefix: cfg.Prefix, Logger: n.log})
+	if err != nil {
+		return nil, fmt.Errorf("cohort: registry: %w", err)
+	}
+	n.sys.AddResolver(n.reg)
+	n.wg.Add(1)
+	go n.keepMember(first)
+	n.log.Info("node started", zap.String("prefix", cfg.Prefix), zap.Strings("etcd", endpoints),
+		zap.Stringer("lease", first))
+	return n, nil
+}
+
+func (n *Node) startEmbedded(ctx context.Context) ([]string, error) {
+	dir := n.cfg.DataDir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "cohort-etcd-")
+		if err != nil {
+			return nil, fmt.Errorf("cohort: embedded etcd data dir: %w", err)
+		}
+		dir, n.tmpDir = d, d
+	}
+	srv, err := embedetcd.Start(ctx, embedetcd.Config{Dir: dir, ClientURL: n.cfg.EmbeddedClientURL,
+		Logger: n.cfg.Logger.Named("etcd")})
+	if err != nil {
+		return nil, fmt.Errorf("cohort: embedded etcd: %w", err)
+	}
+	n.etcd = srv
+	return []string{srv.ClientURL()}, nil
+}
+
+// ping makes sure etcd answers, so a wrong endpoint fails Start with a clear
+// error rather than a later hang.
+func (n *Node) ping(ctx context.Context, endpoints []string) error {
+	pctx, cancel := context.WithTimeout(ctx, n.cfg.DialTimeout)
+	defer cancel()
+	if _, err := n.client.Get(pctx, n.cfg.Prefix+"/members/", clientv3.WithCountOnly()); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%w: %v within %v: %w (check Endpoints, TLS and credentials)", ErrEtcdUnreachable, endpoints, n.cfg.DialTimeout, err)
+	}
+	return nil
+}
+
+// claimMember writes the member key bound to ep's lease. The key is created
+// only if absent; a key left by this same node instance under an earlier
+// epoch is taken over; a key of another live instance is ErrDuplicateNode.
+func (n *Node) claimMember(ctx context.Context, ep *lease.Epoch) error {
+	key := ring.MemberKey(n.cfg.Prefix, n.cfg.NodeID)
+	val, err := ring.EncodeMember(n.member)
+	if err != nil {
+		return err
+	}
+	resp, err := n.client.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, string(val), clientv3.WithLease(ep.ID()))).
+		Else(clientv3.OpGet(key)).Commit()
+	if err != nil {
+		return fmt.Errorf("cohort: member key: %w", err)
+	}
+	if resp.Succeeded {
+		return nil
+	}
+	kvs := resp.Responses[0].GetResponseRange().Kvs
+	if len(kvs) == 0 {
+		return n.claimMember(ctx, ep)
+	}
+	kv := kvs[0]
+	old, derr := ring.DecodeMember(kv.Value)
+	if derr != nil || !old.StartedAt.Equal(n.member.StartedAt) {
+		return fmt.Errorf("%w: %q (started %v) — choose another NodeID, or wait up to the lease TTL if that node is dead",
+			ErrDuplicateNode, n.cfg.NodeID, old.StartedAt)
+	}
+	if clientv3.LeaseID(kv.Lease) == ep.ID() {
+		return nil
+	}
+	resp, err = n.client.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).
+		Then(clientv3.OpPut(key, string(val), clientv3.WithLease(ep.ID()))).Commit()
+	if err != nil {
+		return fmt.Errorf("cohort: member key: %w", err)
+	}
+	if !resp.Succeeded {
+		return n.claimMember(ctx, ep)
+	}
+	return nil
+}
+
+// keepMember re-puts the member key under every new epoch of the session,
+// retrying while etcd is unreachable, until the node stops.
+func (n *Node) keepMember(ep *lease.Epoch) {
+	defer n.wg.Done()
+	for {
+		next, err := n.session.Next(n.ctx, ep)
+		if err != nil {
+			return
+		}
+		ep = next
+		backoff := 50 * time.Millisecond
+		for {
+			err := n.claimMember(ep.Context(), ep)
+			if err == nil {
+				n.log.Info("rejoined the cluster", zap.Stringer("lease", ep))
+				break
+			}
+			if ep.Err() != nil || n.ctx.Err() != nil {
+				break
+			}
+			n.log.Warn("re-putting member key failed; retrying", zap.Error(err), zap.Duration("backoff", backoff))
+			select {
+			case <-time.After(backoff):
+			case <-ep.Lost():
+			case <-n.ctx.Done():
+				return
+			}
+			backoff = min(2*backoff, 2*time.Second)
+		}
+	}
+}
+
+// ID returns the node id.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// Prefix returns the cluster's etcd key prefix.
+func (n *Node) Prefix() string { return n.cfg.Prefix }
+
+// Endpoints returns the etcd client URLs this node uses; for a node with an
+// embedded etcd, the URL other nodes join with.
+func (n *Node) Endpoints() []string { return n.client.Endpoints() }
+
+// System returns the node's actor system. Its Refs carry the node id, and
+// its names resolve through the global registry after the local table.
+func (n *Node) System() *actor.System { return n.sys }
+
+// Client returns the node's etcd client.
+func (n *Node) Client() *clientv3.Client { return n.client }
+
+// Session returns the node's lease session, whose epochs end when the node
+// fences itself off.
+func (n *Node) Session() *lease.Session { return n.session }
+
+// Ring returns the membership ring.
+func (n *Node) Ring() *ring.Ring { return n.ring }
+
+// Registry returns the global name registry.
+func (n *Node) Registry() *registry.Registry { return n.reg }
+
+// Election returns the election of that name, on the node's session.
+func (n *Node) Election(name string) (*election.Election, error) {
+	return election.New(n.session, name, election.Config{Prefix: n.cfg.Prefix, Logger: n.log})
+}
+
+// Campaign campaigns in the named election and returns once this node
+// leads. The leadership is resigned when the node stops. It fails when ctx
+// ends, the node stops, or the lease epoch is lost while waiting.
+func (n *Node) Campaign(ctx context.Context, name, value string) (*election.Leadership, error) {
+	el, err := n.Election(name)
+	if err != nil {
+		return nil, err
+	}
+	l, err := el.Campaign(ctx, value)
+	if err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stopped {
+		_ = l.Resign(context.Background())
+		return nil, ErrStopped
+	}
+	n.leaderships[l] = struct{}{}
+	go func() {
+		<-l.Done()
+		n.mu.Lock()
+		delete(n.leaderships, l)
+		n.mu.Unlock()
+	}()
+	return l, nil
+}
+
+// Call calls an actor on this node by Ref or name (names resolve through the
+// global registry after the local table).
+func (n *Node) Call(ctx context.Context, to actor.Target, msg any) (any, error) {
+	return n.sys.Call(ctx, to, msg)
+}
+
+// Cast casts to an actor; see actor.System.Cast.
+func (n *Node) Cast(ctx context.Context, to actor.Target, msg any) error {
+	return n.sys.Cast(ctx, to, msg)
+}
+
+// Send sends a raw message; see actor.System.Send.
+func (n *Node) Send(to actor.Target, msg any) error { return n.sys.Send(to, msg) }
+
+// Stop leaves the cluster in order: it resigns the node's leaderships (so
+// another node takes over at once), stops the local actors, deletes the
+// member key, revokes the lease (removing every key bound to it), closes
+// the etcd client, and last stops the embedded etcd (closing etcd under a
+// live client would stall the client for seconds). ctx bounds the etcd
+// requests; the steps run whatever happens. Stop may be called more than
+// once and from several goroutines; all return when the first finishes.
+func (n *Node) Stop(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, n.stopTimeout())
+		defer cancel()
+	}
+	n.mu.Lock()
+	if n.stopped {
+		n.mu.Unlock()
+		<-n.stopDone
+		return n.stopErr
+	}
+	n.stopped = true
+	ls := make([]*election.Leadership, 0, len(n.leaderships))
+	for l := range n.leaderships {
+		ls = append(ls, l)
+	}
+	n.mu.Unlock()
+	var errs []error
+	for _, l := range ls {
+		if err := l.Resign(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			errs = append(errs, fmt.Errorf("resign %s: %w", l.Key(), err))
+		}
+	}
+	if err := n.sys.Shutdown(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := n.client.Txn(ctx).
+		If(clientv3.Compare(clientv3.LeaseValue(ring.MemberKey(n.cfg.Prefix, n.cfg.NodeID)), "=", n.session.Current().ID())).
+		Then(clientv3.OpDelete(ring.MemberKey(n.cfg.Prefix, n.cfg.NodeID))).Commit(); err != nil {
+		errs = append(errs, fmt.Errorf("delete member key: %w", err))
+	}
+	if err := n.teardown(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	n.stopErr = errors.Join(errs...)
+	close(n.stopDone)
+	return n.stopErr
+}
+
+// stopTimeout bounds Stop's etcd requests when its ctx has no deadline,
+// so a node cut off from etcd still stops: after it the lease expires on
+// its own within one TTL.
+func (n *Node) stopTimeout() time.Duration {
+	return max(5*time.Second, n.session.Config().TTL)
+}
+
+// teardown closes what Start opened, in reverse order.
+func (n *Node) teardown(ctx context.Context) error {
+	var errs []error
+	if n.reg != nil {
+		_ = n.reg.Close()
+	}
+	if n.ring != nil {
+		n.ring.Close()
+	}
+	if n.session != nil {
+		if err := n.session.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("revoke lease: %w", err))
+		}
+	}
+	n.cancel()
+	n.wg.Wait()
+	if n.client != nil {
+		_ = n.client.Close()
+	}
+	if n.etcd != nil {
+		n.etcd.Close()
+	}
+	if n.tmpDir != "" {
+		_ = os.RemoveAll(n.tmpDir)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,265 @@
+package cohort_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/cohort-go/cohort"
+	"github.com/cohort-go/cohort/actor"
+	"github.com/cohort-go/cohort/internal/etcdtest"
+	"github.com/cohort-go/cohort/ring"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+func startNode(t testing.TB, cfg cohort.Config) *cohort.Node {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := cohort.Start(ctx, cfg)
+	if err != nil {
+		t.Fatalf("start node %q: %v", cfg.NodeID, err)
+	}
+	t.Cleanup(func() { n.Stop(context.Background()) })
+	return n
+}
+
+// waitMembers waits until n's ring holds exactly ids.
+func waitMembers(t testing.TB, n *cohort.Node, ids ...string) {
+	t.Helper()
+	slices.Sort(ids)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var got []string
+		for _, m := range n.Ring().Nodes() {
+			got = append(got, m.ID)
+		}
+		if slices.Equal(got, ids) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %s sees members %v, want %v", n.ID(), got, ids)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+type echo struct{}
+
+func (echo) HandleCall(_ *actor.Context, msg any) (any, error) { return msg, nil }
+
+func TestZeroConfigStartsEmbeddedEtcd(t *testing.T) {
+	n := startNode(t, cohort.Config{})
+	if n.ID() == "" || n.Prefix() != "/cohort/default" {
+		t.Fatalf("id %q prefix %q", n.ID(), n.Prefix())
+	}
+	waitMembers(t, n, n.ID())
+	ctx := context.Background()
+	ref, err := n.System().Spawn(ctx, echo{}, actor.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ref.Node != n.ID() {
+		t.Fatalf("ref node %q, want %q", ref.Node, n.ID())
+	}
+	if err := n.Registry().Register(ctx, "svc", ref, nil); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := n.Call(ctx, actor.Name("svc"), "hi"); err != nil || v != "hi" {
+		t.Fatalf("call via global name = %v, %v", v, err)
+	}
+	if err := n.Stop(ctx); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if err := n.Stop(ctx); err != nil {
+		t.Fatalf("second stop: %v", err)
+	}
+	if _, err := n.Call(ctx, ref, "x"); !errors.Is(err, actor.ErrSystemStopped) {
+		t.Fatalf("call after stop = %v", err)
+	}
+}
+
+func TestEmbeddedDataDirKeepsData(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	n := startNode(t, cohort.Config{DataDir: dir, NodeID: "keeper"})
+	if _, err := n.Client().Put(ctx, n.Prefix()+"/durable", "yes"); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("data dir removed: %v", err)
+	}
+	n2 := startNode(t, cohort.Config{DataDir: dir, NodeID: "keeper"})
+	resp, err := n2.Client().Get(ctx, n2.Prefix()+"/durable")
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("data lost across restart: %v %v", resp, err)
+	}
+}
+
+func TestNodesSeeEachOther(t *testing.T) {
+	cl := etcdtest.Start(t)
+	a := startNode(t, cohort.Config{NodeID: "a", Endpoints: cl.Endpoints(), LeaseTTL: 2 * time.Second})
+	b := startNode(t, cohort.Config{NodeID: "b", Endpoints: cl.Endpoints(), LeaseTTL: 2 * time.Second})
+	waitMembers(t, a, "a", "b")
+	waitMembers(t, b, "a", "b")
+	ctx := context.Background()
+	ref, err := a.System().Spawn(ctx, echo{}, actor.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Registry().Register(ctx, "on-a", ref, []byte("meta")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		e, err := b.Registry().Lookup(ctx, "on-a")
+		if err == nil && e.Ref == ref && string(e.Value) == "meta" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("b does not see a's name: %+v %v", e, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// A graceful stop removes the member at once, not after the TTL.
+	start := time.Now()
+	if err := a.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, b, "b")
+	if el := time.Since(start); el > 1500*time.Millisecond {
+		t.Fatalf("graceful leave seen after %v", el)
+	}
+	if _, err := b.Registry().Lookup(ctx, "on-a"); !errors.Is(err, actor.ErrNotFound) {
+		t.Fatalf("a's name outlived its node: %v", err)
+	}
+}
+
+func TestDuplicateNodeIDFails(t *testing.T) {
+	cl := etcdtest.Start(t)
+	startNode(t, cohort.Config{NodeID: "same", Endpoints: cl.Endpoints()})
+	_, err := cohort.Start(context.Background(), cohort.Config{NodeID: "same", Endpoints: cl.Endpoints()})
+	if !errors.Is(err, cohort.ErrDuplicateNode) {
+		t.Fatalf("second node with same id: %v", err)
+	}
+}
+
+func TestUnreachableEtcdFailsClearly(t *testing.T) {
+	start := time.Now()
+	_, err := cohort.Start(context.Background(), cohort.Config{
+		Endpoints: []string{"127.0.0.1:1"}, DialTimeout: 500 * time.Millisecond,
+	})
+	if !errors.Is(err, cohort.ErrEtcdUnreachable) {
+		t.Fatalf("start against nothing: %v", err)
+	}
+	if el := time.Since(start); el > 10*time.Second {
+		t.Fatalf("took %v to fail", el)
+	}
+}
+
+func TestBadConfig(t *testing.T) {
+	cases := map[string]cohort.Config{
+		"slash in node id":  {NodeID: "a/b"},
+		"control node id":   {NodeID: "a\x01"},
+		"slash in cluster":  {Cluster: "x/y"},
+		"relative prefix":   {Prefix: "cohort"},
+		"negative ttl":      {LeaseTTL: -time.Second},
+		"ttl below minimum": {LeaseTTL: time.Second},
+		"empty endpoint":    {Endpoints: []string{""}},
+		"cert without key":  {CertFile: "x.pem"},
+	}
+	for name, cfg := range cases {
+		t.Run(name, func(t *testing.T) {
+			n, err := cohort.Start(context.Background(), cfg)
+			if err == nil {
+				n.Stop(context.Background())
+				t.Fatal("started")
+			}
+		})
+	}
+}
+
+// A node cut off from etcd fences itself (its lease epoch ends before etcd
+// expires the lease) and, once etcd is reachable again, rejoins with a new
+// lease under which its member key is back.
+func TestLeaseLossAndRejoin(t *testing.T) {
+	cl := etcdtest.Start(t)
+	proxy := etcdtest.NewProxy(t, cl.Endpoints()[0])
+	cut := startNode(t, cohort.Config{NodeID: "cut", Endpoints: []string{proxy.Addr()}, LeaseTTL: 2 * time.Second})
+	watcher := startNode(t, cohort.Config{NodeID: "watcher", Endpoints: cl.Endpoints(), LeaseTTL: 2 * time.Second})
+	waitMembers(t, watcher, "cut", "watcher")
+	ep := cut.Session().Current()
+	proxy.Pause()
+	select {
+	case <-ep.Lost():
+	case <-time.After(10 * time.Second):
+		t.Fatal("lease epoch not lost while cut off")
+	}
+	waitMembers(t, watcher, "watcher")
+	proxy.Resume()
+	waitMembers(t, watcher, "cut", "watcher")
+	m, ok := watcher.Ring().Member("cut")
+	if !ok {
+		t.Fatal("cut node missing after rejoin")
+	}
+	resp, err := watcher.Client().Get(context.Background(), ring.MemberKey(watcher.Prefix(), "cut"))
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatal(err)
+	}
+	if lease := resp.Kvs[0].Lease; lease == int64(ep.ID()) || lease == 0 {
+		t.Fatalf("member key lease %x after rejoin; old lease %x", lease, ep.ID())
+	}
+	if m.ID != "cut" {
+		t.Fatalf("member %+v", m)
+	}
+}
+
+func TestStopResignsLeadership(t *testing.T) {
+	cl := etcdtest.Start(t)
+	a := startNode(t, cohort.Config{NodeID: "a", Endpoints: cl.Endpoints()})
+	b := startNode(t, cohort.Config{NodeID: "b", Endpoints: cl.Endpoints()})
+	ctx := context.Background()
+	if _, err := a.Campaign(ctx, "boss", "a"); err != nil {
+		t.Fatal(err)
+	}
+	won := make(chan time.Time, 1)
+	go func() {
+		if _, err := b.Campaign(ctx, "boss", "b"); err == nil {
+			won <- time.Now()
+		}
+	}()
+	// Wait until b's candidate key queues behind a's.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := b.Client().Get(ctx, b.Prefix()+"/election/boss/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Count == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d candidates, want 2", resp.Count)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	stopped := time.Now()
+	if err := a.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case at := <-won:
+		if d := at.Sub(stopped); d > time.Second {
+			t.Fatalf("takeover %v after stop; the TTL is 5s, so Stop did not resign", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("b never became leader")
+	}
+}
+
