@@ -262,4 +262,3 @@ func TestStopResignsLeadership(t *testing.T) {
 		t.Fatal("b never became leader")
 	}
 }
-
