@@ -729,3 +729,55 @@ func TestConcurrentCallsAndStops(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestCallAsync(t *testing.T) {
+	sys := newSystem(t)
+	ctx := context.Background()
+	p := &probe{deferred: make(chan actor.ReplyTo, 1)}
+	ref := spawn(t, sys, p, actor.Options{})
+	type res struct {
+		v   any
+		err error
+	}
+	got := make(chan res, 2)
+	reply := func(v any, err error) { got <- res{v, err} }
+	if err := sys.CallAsync(ctx, ref, echo{"async"}, reply); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-got; r.v != "async" || r.err != nil {
+		t.Fatalf("reply %+v", r)
+	}
+	// The callee exits before replying: reply is called once, with the reason.
+	boom := errors.New("gone")
+	if err := sys.CallAsync(ctx, ref, deferReply{}, reply); err != nil {
+		t.Fatal(err)
+	}
+	late := <-p.deferred
+	_ = sys.Cast(ctx, ref, stopWith{boom})
+	r := <-got
+	if !errors.Is(r.err, boom) {
+		t.Fatalf("reply after exit = %+v", r)
+	}
+	if late.Reply("too late", nil) {
+		t.Fatal("a second reply was delivered")
+	}
+	select {
+	case r := <-got:
+		t.Fatalf("reply called twice: %+v", r)
+	default:
+	}
+	if err := sys.CallAsync(ctx, ref, echo{1}, reply); !errors.Is(err, actor.ErrNotFound) {
+		t.Fatalf("CallAsync to dead actor = %v", err)
+	}
+}
+
+func TestMonitorFunc(t *testing.T) {
+	sys := newSystem(t)
+	ref := spawn(t, sys, &probe{}, actor.Options{})
+	got := make(chan actor.Down, 1)
+	sys.MonitorFunc(ref, func(d actor.Down) { got <- d })
+	_ = sys.Stop(context.Background(), ref, actor.Shutdown)
+	if d := <-got; d.Ref != ref || !errors.Is(d.Reason, actor.Shutdown) {
+		t.Fatalf("down %+v", d)
+	}
+}

@@ -3,6 +3,7 @@ package actor
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 )
 
@@ -46,6 +47,24 @@ func (w watcher) deliver(d Down) {
 func (s *System) monitor(target Ref, w watcher) MonitorRef {
 	m := MonitorRef{id: monitorIDs.Add(1), target: target}
 	p, err := s.local(target)
+	if err != nil {
+		if r := s.remoteFor(target); r != nil && !target.IsZero() {
+			var once sync.Once
+			var fired atomic.Bool
+			cancel := r.Monitor(target, func(reason error) {
+				once.Do(func() {
+					fired.Store(true)
+					s.remoteMons.Delete(m.id)
+					w.deliver(Down{Monitor: m, Ref: target, Reason: reason})
+				})
+			})
+			s.remoteMons.Store(m.id, cancel)
+			if fired.Load() {
+				s.remoteMons.Delete(m.id)
+			}
+			return m
+		}
+	}
 	if err == nil {
 		p.mu.Lock()
 		if !p.dead {
@@ -76,6 +95,10 @@ func (s *System) Monitor(target Ref) (MonitorRef, <-chan Down) {
 // Demonitor removes a monitor. After it returns, no Down for it is
 // delivered, except one already delivered or queued.
 func (s *System) Demonitor(m MonitorRef) {
+	if c, ok := s.remoteMons.LoadAndDelete(m.id); ok {
+		c.(func())()
+		return
+	}
 	p, err := s.local(m.target)
 	if err != nil {
 		return

@@ -55,19 +55,19 @@ func (r ReplyTo) Reply(val any, err error) bool {
 	if r.slot == nil {
 		return false
 	}
-	if r.slot.fn != nil {
-		return r.slot.fn(val, err)
-	}
 	if !r.slot.state.CompareAndSwap(r.gen<<1, r.gen<<1|1) {
 		return false
+	}
+	if r.slot.fn != nil {
+		return r.slot.fn(val, err)
 	}
 	r.slot.ch <- result{val, err}
 	return true
 }
 
 // NewReplyTo builds a ReplyTo that hands the reply to fn, for transports
-// that carry calls from elsewhere. fn reports whether the reply was
-// delivered and must be safe to call more than once.
+// that carry calls from elsewhere. fn is called at most once; it reports
+// whether the reply was delivered.
 func NewReplyTo(fn func(val any, err error) bool) ReplyTo {
 	return ReplyTo{slot: &replySlot{fn: fn}}
 }

@@ -41,6 +41,9 @@ type System struct {
 		m map[string]*process
 	}
 	resolvers atomic.Pointer[[]Resolver]
+	remote    atomic.Pointer[Remote]
+	// remoteMons holds the cancel functions of monitors on other nodes.
+	remoteMons sync.Map // monitor id -> func()
 }
 
 // NewSystem returns a running System.
@@ -205,42 +208,56 @@ func (s *System) local(r Ref) (*process, error) {
 	return v.(*process), nil
 }
 
-// resolve finds the local process for a target, resolving names through the
-// local table and then the resolvers.
-func (s *System) resolve(ctx context.Context, t Target) (*process, error) {
+// resolve finds the process for a target, resolving names through the
+// local table and then the resolvers. For an actor on another node with a
+// Remote set, it returns a nil process and the actor's Ref.
+func (s *System) resolve(ctx context.Context, t Target) (*process, Ref, error) {
 	if s.stopped.Load() {
-		return nil, ErrSystemStopped
+		return nil, Ref{}, ErrSystemStopped
 	}
 	switch t := t.(type) {
 	case Ref:
-		return s.local(t)
+		return s.route(t)
 	case Name:
 		s.names.RLock()
 		p := s.names.m[string(t)]
 		s.names.RUnlock()
 		if p != nil {
-			return p, nil
+			return p, p.ref, nil
 		}
 		if err := ValidateName(string(t)); err != nil {
-			return nil, err
+			return nil, Ref{}, err
 		}
 		if rs := s.resolvers.Load(); rs != nil {
 			for _, r := range *rs {
 				ref, err := r.Resolve(ctx, string(t))
 				if err == nil {
-					return s.local(ref)
+					return s.route(ref)
 				}
 				if !isNotFound(err) {
-					return nil, fmt.Errorf("actor: resolve %q: %w", string(t), err)
+					return nil, Ref{}, fmt.Errorf("actor: resolve %q: %w", string(t), err)
 				}
 			}
 		}
-		return nil, fmt.Errorf("%w: no actor registered as %q", ErrNotFound, string(t))
+		return nil, Ref{}, fmt.Errorf("%w: no actor registered as %q", ErrNotFound, string(t))
 	case nil:
-		return nil, ErrInvalidRef
+		return nil, Ref{}, ErrInvalidRef
 	default:
-		return nil, fmt.Errorf("%w: a target is an actor.Ref or an actor.Name", ErrInvalidRef)
+		return nil, Ref{}, fmt.Errorf("%w: a target is an actor.Ref or an actor.Name", ErrInvalidRef)
 	}
+}
+
+// route finds the local process for r, or reports r as remote when a
+// Remote is set and r names another node.
+func (s *System) route(r Ref) (*process, Ref, error) {
+	p, err := s.local(r)
+	if err == nil {
+		return p, r, nil
+	}
+	if s.remoteFor(r) != nil && !r.IsZero() {
+		return nil, r, nil
+	}
+	return nil, r, err
 }
 
 func isNotFound(err error) bool { return err != nil && errors.Is(err, ErrNotFound) }
@@ -267,9 +284,12 @@ func (s *System) AddResolver(r Resolver) {
 // and with the context's error when ctx ends first. The caller's deadline is
 // visible to the callee through Context.Deadline.
 func (s *System) Call(ctx context.Context, to Target, msg any) (any, error) {
-	p, err := s.resolve(ctx, to)
+	p, ref, err := s.resolve(ctx, to)
 	if err != nil {
 		return nil, err
+	}
+	if p == nil {
+		return s.remoteFor(ref).Call(ctx, ref, msg)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -312,9 +332,12 @@ func (s *System) Call(ctx context.Context, to Target, msg any) (any, error) {
 // implement CastHandler; for a full bounded mailbox it blocks until ctx ends
 // or fails with ErrMailboxFull, as the mailbox's policy says.
 func (s *System) Cast(ctx context.Context, to Target, msg any) error {
-	p, err := s.resolve(ctx, to)
+	p, ref, err := s.resolve(ctx, to)
 	if err != nil {
 		return err
+	}
+	if p == nil {
+		return s.remoteFor(ref).Cast(ctx, ref, msg)
 	}
 	if p.cast == nil {
 		return fmt.Errorf("%w: %v does not implement HandleCast", ErrUnhandled, p.ref)
@@ -326,9 +349,12 @@ func (s *System) Cast(ctx context.Context, to Target, msg any) error {
 // send. It never blocks: a full bounded mailbox fails with ErrMailboxFull
 // whatever its policy.
 func (s *System) Send(to Target, msg any) error {
-	p, err := s.resolve(context.Background(), to)
+	p, ref, err := s.resolve(context.Background(), to)
 	if err != nil {
 		return err
+	}
+	if p == nil {
+		return s.remoteFor(ref).Send(ref, msg)
 	}
 	if p.info == nil {
 		return fmt.Errorf("%w: %v does not implement HandleInfo", ErrUnhandled, p.ref)
@@ -352,7 +378,7 @@ func (s *System) Send(to Target, msg any) error {
 // ErrKilled. Stop must not be called by an actor on itself; use
 // Context.Stop.
 func (s *System) Stop(ctx context.Context, to Target, reason error) error {
-	p, err := s.resolve(ctx, to)
+	p, err := s.resolveLocal(ctx, to)
 	if err != nil {
 		return err
 	}
@@ -362,7 +388,7 @@ func (s *System) Stop(ctx context.Context, to Target, reason error) error {
 // StopTimeout is Stop with an explicit shutdown timeout in place of the
 // actor's own, as supervisors use. A timeout of zero or less kills at once.
 func (s *System) StopTimeout(ctx context.Context, to Target, reason error, timeout time.Duration) error {
-	p, err := s.resolve(ctx, to)
+	p, err := s.resolveLocal(ctx, to)
 	if err != nil {
 		return err
 	}
@@ -402,7 +428,7 @@ func (p *process) stop(ctx context.Context, reason error, timeout time.Duration)
 // it returns, but its effects on messaging end (its reply, if any, is
 // discarded only if the caller has already gone).
 func (s *System) Kill(to Target) error {
-	p, err := s.resolve(context.Background(), to)
+	p, err := s.resolveLocal(context.Background(), to)
 	if err != nil {
 		return err
 	}

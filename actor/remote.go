@@ -1,0 +1,96 @@
+package actor
+
+import (
+	"context"
+	"fmt"
+)
+
+// Remote carries calls, casts, sends and monitors to actors on other nodes.
+// The transport between nodes implements it and System.SetRemote plugs it
+// in; the actor package itself knows nothing of networks. A Remote must
+// report failure rather than hang: a call to a node that goes away fails
+// with the transport's node-down error, not at its deadline.
+type Remote interface {
+	// Call delivers a call to the actor at to and returns its reply.
+	Call(ctx context.Context, to Ref, msg any) (any, error)
+	// Cast delivers a cast; it may return before the message arrives.
+	Cast(ctx context.Context, to Ref, msg any) error
+	// Send delivers a raw message; it must not block on the network.
+	Send(to Ref, msg any) error
+	// Monitor calls down once, with the exit reason, when the actor at
+	// target exits or its node goes away. cancel stops the monitor; after
+	// cancel returns, down is not called.
+	Monitor(target Ref, down func(reason error)) (cancel func())
+}
+
+// SetRemote plugs in the transport used for Refs of other nodes. It must be
+// called before the system is used across nodes; a nil Remote makes such
+// Refs fail with ErrRemoteNode again.
+func (s *System) SetRemote(r Remote) {
+	if r == nil {
+		s.remote.Store(nil)
+		return
+	}
+	s.remote.Store(&r)
+}
+
+func (s *System) remoteFor(ref Ref) Remote {
+	if ref.Node == s.node {
+		return nil
+	}
+	if r := s.remote.Load(); r != nil {
+		return *r
+	}
+	return nil
+}
+
+// MonitorFunc watches target and calls fn once, with the Down, when target
+// exits (at once if it is not alive), unless Demonitor is called first. fn
+// runs on the exiting actor's goroutine (or the caller's) and must not
+// block. For a Ref on another node the monitor goes through the Remote.
+func (s *System) MonitorFunc(target Ref, fn func(Down)) MonitorRef {
+	return s.monitor(target, watcher{fn: fn})
+}
+
+// CallAsync delivers a call to a local actor and returns at once; reply is
+// called exactly once: with the actor's reply, with an *ExitError if the
+// actor exits first, or with the deadline error if ctx's deadline passes
+// before the actor takes the call. It is what a transport uses to serve
+// calls arriving from other nodes without a goroutine per call. A reply the
+// actor defers and never sends leaves reply uncalled.
+func (s *System) CallAsync(ctx context.Context, to Target, msg any, reply func(val any, err error)) error {
+	p, err := s.resolveLocal(ctx, to)
+	if err != nil {
+		return err
+	}
+	var mon MonitorRef
+	r := NewReplyTo(func(val any, err error) bool {
+		s.Demonitor(mon)
+		reply(val, err)
+		return true
+	})
+	env := envelope{msg: msg, slot: r.slot, tag: uint64(kindCall)}
+	if d, ok := ctx.Deadline(); ok {
+		env.deadline = d.UnixNano()
+	}
+	mon = s.monitor(p.ref, watcher{fn: func(d Down) {
+		r.Reply(nil, &ExitError{Ref: d.Ref, Reason: d.Reason})
+	}})
+	if err := p.push(ctx, env, false); err != nil {
+		s.Demonitor(mon)
+		return err
+	}
+	return nil
+}
+
+// resolveLocal resolves a target that must be on this node.
+func (s *System) resolveLocal(ctx context.Context, to Target) (*process, error) {
+	p, ref, err := s.resolve(ctx, to)
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		return nil, fmt.Errorf("%w: %v (this node is %s)", ErrRemoteNode, ref, s.node)
+	}
+	return p, nil
+}
