@@ -40,7 +40,9 @@ type Config struct {
 
 // Election is one node's handle on the election of one name. It is safe
 // for concurrent use; at most one Campaign or Leadership is active on it
-// at a time.
+// at a time. Keep one Election per name per node: the candidate key is
+// named after the node's lease, so two Elections of one name on one
+// session would share it.
 type Election struct {
 	session *lease.Session
 	client  *clientv3.Client
@@ -146,14 +148,14 @@ func (el *Election) campaign(ctx context.Context, value string) (*Leadership, er
 	stop := context.AfterFunc(e.Context(), cancel)
 	defer stop()
 
-	key, rev, err := el.enter(cctx, e, value)
+	key := fmt.Sprintf("%s%x", el.pfx, int64(e.ID()))
+	rev, err := el.enter(cctx, e, key, value)
 	if err == nil {
 		err = el.waitPredecessors(cctx, rev)
 	}
 	if err != nil {
-		if key != "" {
-			el.withdraw(e, key, rev)
-		}
+		// Also when enter failed: its put may have committed unseen.
+		el.withdraw(e, key)
 		if lerr := e.Err(); lerr != nil {
 			return nil, fmt.Errorf("%w: %w", ErrEpochLost, lerr)
 		}
@@ -164,10 +166,10 @@ func (el *Election) campaign(ctx context.Context, value string) (*Leadership, er
 	}
 	hdrRev, err := el.confirm(ctx, e, key, rev)
 	if err != nil {
-		el.withdraw(e, key, rev)
+		el.withdraw(e, key)
 		return nil, err
 	}
-	lctx, lcancel := context.WithCancel(context.Background())
+	lctx, lcancel := context.WithCancel(e.Context())
 	l := &Leadership{
 		el:          el,
 		ce:          concurrency.ResumeElection(cs, strings.TrimSuffix(el.pfx, "/"), key, rev),
@@ -185,38 +187,36 @@ func (el *Election) campaign(ctx context.Context, value string) (*Leadership, er
 	return l, nil
 }
 
-// enter puts this node's candidate key, named as concurrency.Election
-// names it (prefix + lease ID in hex), bound to the epoch's lease, and
-// returns it with its create revision. A key left by an earlier candidacy
-// on the same epoch is taken over with the new value.
-func (el *Election) enter(ctx context.Context, e *lease.Epoch, value string) (string, int64, error) {
-	key := fmt.Sprintf("%s%x", el.pfx, int64(e.ID()))
+// enter puts key, this node's candidate key, bound to the epoch's lease,
+// and returns its create revision. A key left by an earlier candidacy on
+// the same epoch is taken over with the new value.
+func (el *Election) enter(ctx context.Context, e *lease.Epoch, key, value string) (int64, error) {
 	resp, err := el.client.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
 		Then(clientv3.OpPut(key, value, clientv3.WithLease(e.ID()))).
 		Else(clientv3.OpGet(key)).
 		Commit()
 	if err != nil {
-		return "", 0, err
+		return 0, err
 	}
 	if resp.Succeeded {
-		return key, resp.Header.Revision, nil
+		return resp.Header.Revision, nil
 	}
 	kv := resp.Responses[0].GetResponseRange().Kvs[0]
 	if string(kv.Value) == value {
-		return key, kv.CreateRevision, nil
+		return kv.CreateRevision, nil
 	}
 	put, err := el.client.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", kv.CreateRevision)).
 		Then(clientv3.OpPut(key, value, clientv3.WithLease(e.ID()))).
 		Commit()
 	if err != nil {
-		return key, kv.CreateRevision, err
+		return 0, err
 	}
 	if !put.Succeeded {
-		return "", 0, fmt.Errorf("%w: candidate key %s changed while entering", ErrNotLeader, key)
+		return 0, fmt.Errorf("%w: candidate key %s changed while entering", ErrNotLeader, key)
 	}
-	return key, kv.CreateRevision, nil
+	return kv.CreateRevision, nil
 }
 
 // waitPredecessors blocks until every candidate key created before rev is
@@ -315,13 +315,15 @@ func (el *Election) confirm(ctx context.Context, e *lease.Epoch, key string, rev
 // returns promptly after its context ends even when etcd is unreachable.
 const withdrawTimeout = 500 * time.Millisecond
 
-// withdraw deletes key if it still has create revision rev, bounded by the
-// epoch and by withdrawTimeout: a key not deleted goes with its lease.
-func (el *Election) withdraw(e *lease.Epoch, key string, rev int64) {
+// withdraw deletes key if it is still bound to the epoch's lease (the
+// key's name holds the lease ID, so such a key is this candidacy's),
+// bounded by the epoch and by withdrawTimeout: a key not deleted goes with
+// its lease.
+func (el *Election) withdraw(e *lease.Epoch, key string) {
 	ctx, cancel := context.WithTimeout(e.Context(), withdrawTimeout)
 	defer cancel()
 	_, err := el.client.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(key), "=", rev)).
+		If(clientv3.Compare(clientv3.LeaseValue(key), "=", e.ID())).
 		Then(clientv3.OpDelete(key)).
 		Commit()
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -28,8 +29,9 @@ type Leadership struct {
 	ce    *concurrency.Election
 	value string
 
-	ctx         context.Context // canceled by halt
+	ctx         context.Context // canceled by halt and when the epoch is lost
 	cancel      context.CancelFunc
+	halted      atomic.Bool
 	done        chan struct{}
 	monitorDone chan struct{}
 
@@ -54,9 +56,11 @@ func (l *Leadership) Epoch() *lease.Epoch { return l.epoch }
 
 // Guard returns the compare that holds only while this term's leader key
 // exists with its create revision: put it in the If of a transaction and
-// the transaction's Then runs only if this node still leads, as judged by
-// etcd at commit time. A write guarded by the token of an ended term is
-// rejected (the transaction does not succeed).
+// the transaction's Then runs only if the key still leads, as judged by
+// etcd at commit time. Once the key is gone (after Resign, or when etcd
+// removes it with the lease of a lost epoch) every write guarded by this
+// term's token is rejected (the transaction does not succeed), whatever
+// the holder believes; no other term can start before that.
 func (l *Leadership) Guard() clientv3.Cmp {
 	return clientv3.Compare(clientv3.CreateRevision(l.key), "=", l.rev)
 }
@@ -145,20 +149,26 @@ func (l *Leadership) end(reason error) {
 
 // halt stops the monitor and waits for it.
 func (l *Leadership) halt() {
+	l.halted.Store(true)
 	l.cancel()
 	<-l.monitorDone
 }
 
 // monitor ends the term when the epoch is lost or the leader key is
 // deleted, watching the key from revision rev+1 and watching anew when the
-// watch breaks, until halt.
+// watch breaks, until halt. Every call it makes runs under l.ctx, which
+// the epoch's loss cancels, so no blocked call can delay telling the
+// holder.
 func (l *Leadership) monitor(rev int64) {
 	defer close(l.monitorDone)
 	backoff := minBackoff
 	for {
 		last, reason := l.watchKey(rev)
-		if l.ctx.Err() != nil {
+		if l.halted.Load() {
 			return
+		}
+		if l.epoch.Err() != nil {
+			reason = l.epochLost()
 		}
 		if reason != nil {
 			l.release()
@@ -171,15 +181,9 @@ func (l *Leadership) monitor(rev int64) {
 		t := time.NewTimer(backoff)
 		select {
 		case <-l.ctx.Done():
-			t.Stop()
-			return
-		case <-l.epoch.Lost():
-			t.Stop()
-			l.release()
-			l.end(l.epochLost())
-			return
 		case <-t.C:
 		}
+		t.Stop()
 		backoff = min(2*backoff, maxBackoff)
 	}
 }
@@ -199,8 +203,6 @@ func (l *Leadership) watchKey(rev int64) (int64, error) {
 		select {
 		case <-l.ctx.Done():
 			return rev, nil
-		case <-l.epoch.Lost():
-			return rev, l.epochLost()
 		case wr, ok := <-wch:
 			if !ok {
 				return rev, nil

@@ -136,8 +136,8 @@ func (s *Session) Done() <-chan struct{} { return s.done }
 // Close ends the session: it stops the keepalive loop and any re-join in
 // progress, ends the current epoch with ErrClosed, and revokes its lease so
 // keys bound to it disappear at once. The loop is stopped and waited for
-// even when ctx ends; ctx bounds only the revoke, whose failure is
-// returned (the lease then expires on its own within one TTL). Calling
+// even when ctx ends; ctx, and at most one TTL (after which the lease has
+// expired anyway), bound the revoke, whose failure is returned. Calling
 // Close again stops nothing more and tries the revoke again.
 func (s *Session) Close(ctx context.Context) error {
 	s.stopRun()
@@ -146,6 +146,8 @@ func (s *Session) Close(ctx context.Context) error {
 	if cs, ok := e.markLost(ErrClosed); ok && cs != nil {
 		<-cs.Done()
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.TTL)
+	defer cancel()
 	_, err := s.client.Revoke(ctx, e.id)
 	if err != nil && !isLeaseNotFound(err) {
 		return fmt.Errorf("lease: revoke %x on close: %w", int64(e.id), err)
