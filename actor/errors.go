@@ -37,6 +37,29 @@ var (
 	ErrRemoteNode = errors.New("actor: ref is on another node")
 	// ErrInvalidOption: a spawn option is out of range.
 	ErrInvalidOption = errors.New("actor: invalid option")
+	// ErrUnregisteredType: a message (or reply) bound for another node has a
+	// Go type that is not in the codec registry. Register it on every node
+	// with RegisterType.
+	ErrUnregisteredType = errors.New("actor: message type not registered")
+	// ErrUnknownType: a message arrived from another node under a type name
+	// this node has not registered. Register the type on every node.
+	ErrUnknownType = errors.New("actor: unknown message type name")
+	// ErrTypeConflict: RegisterType was given a name held by another type,
+	// or a type already registered under another name.
+	ErrTypeConflict = errors.New("actor: message type registered twice")
+	// ErrCodec: a message could not be encoded or decoded by its codec.
+	ErrCodec = errors.New("actor: message codec failed")
+	// ErrNodeDown: the node of the target is not reachable: it left the
+	// cluster, or the connection to it broke. Calls pending on it fail with
+	// this error at once, not at their deadline; a message in flight when
+	// the connection broke may or may not have been handled.
+	ErrNodeDown = errors.New("actor: node down")
+	// ErrMessageTooLarge: the encoded message is larger than the transport's
+	// message size limit. Nothing was sent.
+	ErrMessageTooLarge = errors.New("actor: message too large")
+	// ErrBackpressure: the send queue to another node is full and the send
+	// may not wait (Send, or a transport configured to fail fast).
+	ErrBackpressure = errors.New("actor: send queue to node full")
 )
 
 // Exit reasons. An actor exits with a reason; monitors and callers see it.

@@ -1,0 +1,322 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cohort-go/cohort/actor"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// lane serializes the delivery of one sender node's envelopes. When a node
+// opens a new stream (after its old one broke), the new stream takes the
+// lane over and the old one stops delivering, so envelopes of the old
+// stream still buffered here can never overtake those of the new one: FIFO
+// per sender node holds across reconnects.
+type lane struct {
+	mu   sync.Mutex // held while delivering a frame
+	gen  uint64     // guarded by mu: the generation allowed to deliver
+	cur  *inbound   // guarded by Transport.laneMu
+	refs int        // streams using the lane; guarded by Transport.laneMu
+}
+
+// inbound is the serving side of one stream from a peer node: it delivers
+// the peer's envelopes to local actors and sends back replies and downs.
+type inbound struct {
+	t      *Transport
+	from   string
+	ctx    context.Context
+	cancel context.CancelFunc
+	q      *queue
+	lane   *lane
+	gen    uint64
+
+	mu       sync.Mutex
+	monitors map[uint64]actor.MonitorRef
+	closed   bool
+}
+
+func first(md metadata.MD, key string) string {
+	if v := md.Get(key); len(v) == 1 {
+		return v[0]
+	}
+	return ""
+}
+
+func (t *Transport) serveStream(_ any, ss grpc.ServerStream) error {
+	md, _ := metadata.FromIncomingContext(ss.Context())
+	cluster, from, to := first(md, mdCluster), first(md, mdFrom), first(md, mdTo)
+	switch {
+	case cluster != t.cfg.Cluster:
+		t.log.Warn("refused a stream from another cluster", zap.String("from", from), zap.String("cluster", cluster))
+		return status.Errorf(codes.PermissionDenied, "node %s serves cluster %q, not %q", t.cfg.Node, t.cfg.Cluster, cluster)
+	case to != t.cfg.Node:
+		return status.Errorf(codes.FailedPrecondition, "this is node %s, not %q (stale address?)", t.cfg.Node, to)
+	case actor.ValidateName(from) != nil:
+		return status.Errorf(codes.FailedPrecondition, "stream does not name a valid sender node")
+	}
+	if err := ss.SendHeader(metadata.Pairs(mdAccepted, t.cfg.Node)); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ss.Context())
+	in := &inbound{t: t, from: from, ctx: ctx, cancel: cancel, q: newQueue(t.cfg.QueueBytes),
+		monitors: make(map[uint64]actor.MonitorRef)}
+	t.takeLane(in)
+	defer t.releaseLane(in)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := writeLoop(ctx, in.q, func(f *outFrame) error { return ss.SendMsg(f) }); err != nil && ctx.Err() == nil {
+			t.log.Debug("inbound stream write ended", zap.String("from", from), zap.Error(err))
+		}
+		cancel()
+	}()
+	err := in.read(ss)
+	cancel()
+	in.close()
+	wg.Wait()
+	if err != nil && !errors.Is(err, context.Canceled) {
+		t.log.Warn("inbound stream ended", zap.String("from", from), zap.Error(err))
+		if errors.Is(err, ErrMalformed) {
+			return status.Error(codes.InvalidArgument, err.Error())
+		}
+	}
+	return nil
+}
+
+// takeLane makes in the deliverer of its sender's envelopes, stopping the
+// stream that held the lane before.
+func (t *Transport) takeLane(in *inbound) {
+	t.laneMu.Lock()
+	l := t.lanes[in.from]
+	if l == nil {
+		l = &lane{}
+		t.lanes[in.from] = l
+	}
+	l.refs++
+	old := l.cur
+	l.cur = in
+	t.laneMu.Unlock()
+	in.lane = l
+	if old != nil {
+		old.cancel() // unblocks a delivery of the old stream waiting on a full mailbox
+	}
+	l.mu.Lock()
+	l.gen++
+	in.gen = l.gen
+	l.mu.Unlock()
+}
+
+func (t *Transport) releaseLane(in *inbound) {
+	l := in.lane
+	t.laneMu.Lock()
+	defer t.laneMu.Unlock()
+	if l.cur == in {
+		l.cur = nil
+	}
+	l.refs--
+	if l.refs == 0 {
+		delete(t.lanes, in.from)
+	}
+}
+
+func (in *inbound) read(ss grpc.ServerStream) error {
+	var f inFrame
+	var e envelope
+	for {
+		if err := ss.RecvMsg(&f); err != nil {
+			return err
+		}
+		in.lane.mu.Lock()
+		if in.lane.gen != in.gen {
+			in.lane.mu.Unlock()
+			return fmt.Errorf("superseded by a newer stream from %s", in.from)
+		}
+		rest := f.b
+		for {
+			var ok bool
+			var err error
+			if rest, ok, err = nextEnvelope(rest, &e); err != nil {
+				in.lane.mu.Unlock()
+				return err
+			}
+			if !ok {
+				break
+			}
+			in.dispatch(&e)
+		}
+		in.lane.mu.Unlock()
+	}
+}
+
+// deadlineCtx carries a call's deadline to System.CallAsync without a
+// timer per call: the actor answers a call whose deadline passed while it
+// was queued with DeadlineExceeded, and a delivery that waits for room in
+// a full mailbox ends with the stream.
+type deadlineCtx struct {
+	context.Context
+	d time.Time
+}
+
+func (c *deadlineCtx) Deadline() (time.Time, bool) { return c.d, true }
+
+func (in *inbound) target(e *envelope) (actor.Ref, error) {
+	if e.name != "" {
+		ref, ok := in.t.sys.Whereis(e.name)
+		if !ok {
+			return actor.Ref{}, fmt.Errorf("%w: no actor registered as %q on node %s", actor.ErrNotFound, e.name, in.t.cfg.Node)
+		}
+		return ref, nil
+	}
+	if e.ref.ID == 0 {
+		return actor.Ref{}, fmt.Errorf("%w: envelope has no target", actor.ErrInvalidRef)
+	}
+	return actor.Ref{Node: in.t.cfg.Node, ID: e.ref.ID, Incarnation: e.ref.Incarnation}, nil
+}
+
+func (in *inbound) dispatch(e *envelope) {
+	sys := in.t.sys
+	switch e.kind {
+	case kindCall:
+		id := e.id
+		ref, err := in.target(e)
+		var msg any
+		if err == nil {
+			msg, err = actor.DecodeMessage(e.typ, e.payload)
+		}
+		if err != nil {
+			in.reply(id, nil, err)
+			return
+		}
+		var ctx context.Context = in.ctx
+		if e.deadline > 0 {
+			ctx = &deadlineCtx{Context: in.ctx, d: time.Now().Add(time.Duration(e.deadline))}
+		}
+		if err := sys.CallAsync(ctx, ref, msg, func(v any, err error) { in.reply(id, v, err) }); err != nil {
+			in.reply(id, nil, err)
+		}
+	case kindCast, kindSend:
+		ref, err := in.target(e)
+		var msg any
+		if err == nil {
+			msg, err = actor.DecodeMessage(e.typ, e.payload)
+		}
+		if err == nil {
+			if e.kind == kindCast {
+				err = sys.Cast(in.ctx, ref, msg)
+			} else {
+				err = sys.Send(ref, msg)
+			}
+		}
+		if err != nil {
+			lvl := zap.WarnLevel
+			if errors.Is(err, actor.ErrNotFound) {
+				lvl = zap.DebugLevel // as locally: a message to an actor that died is lost
+			}
+			in.t.log.Log(lvl, "message from peer not delivered", zap.String("from", in.from),
+				zap.Stringer("kind", e.kind), zap.String("type", e.typ), zap.Error(err))
+		}
+	case kindMonitor:
+		in.monitor(e)
+	case kindDemonitor:
+		in.mu.Lock()
+		m, ok := in.monitors[e.id]
+		delete(in.monitors, e.id)
+		in.mu.Unlock()
+		if ok {
+			sys.Demonitor(m)
+		}
+	default:
+		in.t.log.Warn("unexpected envelope on an inbound stream; ignored", zap.String("from", in.from), zap.Stringer("kind", e.kind))
+	}
+}
+
+func (in *inbound) monitor(e *envelope) {
+	id := e.id
+	ref, err := in.target(e)
+	if err != nil {
+		in.down(id, err)
+		return
+	}
+	var mu sync.Mutex
+	fired := false
+	m := in.t.sys.MonitorFunc(ref, func(d actor.Down) {
+		mu.Lock()
+		fired = true
+		mu.Unlock()
+		in.mu.Lock()
+		delete(in.monitors, id)
+		in.mu.Unlock()
+		in.down(id, d.Reason)
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if fired {
+		return
+	}
+	in.mu.Lock()
+	if in.closed {
+		in.mu.Unlock()
+		in.t.sys.Demonitor(m)
+		return
+	}
+	in.monitors[id] = m
+	in.mu.Unlock()
+}
+
+func (in *inbound) down(id uint64, reason error) {
+	if reason == nil {
+		reason = actor.Normal
+	}
+	_ = in.q.push(in.ctx, &envelope{kind: kindDown, id: id, err: truncate(actor.ErrorToWire(reason))}, force)
+}
+
+// reply sends the answer of call id. It runs on whatever goroutine answers
+// the call and never blocks.
+func (in *inbound) reply(id uint64, v any, err error) {
+	e := envelope{kind: kindReply, id: id}
+	sp := scratchPool.Get().(*[]byte)
+	defer putScratch(sp)
+	if err == nil {
+		*sp, err = in.t.encode(&e, v, (*sp)[:0])
+		if err != nil {
+			err = fmt.Errorf("reply from node %s: %w", in.t.cfg.Node, err)
+			in.t.log.Warn("reply not sent", zap.String("to", in.from), zap.Error(err))
+			e.typ, e.payload = "", nil
+		}
+	}
+	if err != nil {
+		e.err = truncate(actor.ErrorToWire(err))
+	}
+	_ = in.q.push(in.ctx, &e, force)
+}
+
+func truncate(w *actor.WireError) *actor.WireError {
+	for r := w; r != nil; r = r.Reason {
+		if len(r.Message) > maxErrorMessage {
+			r.Message = r.Message[:maxErrorMessage] + "…"
+		}
+	}
+	return w
+}
+
+// close removes the stream's monitors and fails its queue.
+func (in *inbound) close() {
+	in.mu.Lock()
+	in.closed = true
+	ms := in.monitors
+	in.monitors = nil
+	in.mu.Unlock()
+	for _, m := range ms {
+		in.t.sys.Demonitor(m)
+	}
+	in.q.close(fmt.Errorf("%w: stream from %s ended", actor.ErrNodeDown, in.from))
+}

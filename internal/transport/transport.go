@@ -1,0 +1,348 @@
+// Package transport carries actor messages between the nodes of a cohort
+// cluster over gRPC: one long-lived bidirectional stream from each node to
+// each peer it sends to, carrying that node's calls, casts, sends and
+// monitor requests one way and the replies and down notices back, in
+// batched frames. It implements actor.Remote.
+package transport
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/cohort-go/cohort/actor"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+)
+
+// DefaultMaxMessageSize is the default limit on one encoded message.
+const DefaultMaxMessageSize = 4 << 20
+
+// Config configures a Transport. Node, Cluster, System and Lookup are
+// required; every other field has a working default.
+type Config struct {
+	// Node is this node's id: the Node of its Refs.
+	Node string
+	// Cluster is the cluster's key prefix. A stream from a node of another
+	// cluster is refused.
+	Cluster string
+	// System is the actor system that serves inbound messages.
+	System *actor.System
+	// Lookup returns the transport address of a member node, and false
+	// when the node is not a member (then sends to it fail with
+	// actor.ErrNodeDown).
+	Lookup func(node string) (addr string, ok bool)
+	// ServerTLS, if set, makes the listener speak TLS; set ClientCAs and
+	// ClientAuth to tls.RequireAndVerifyClientCert to refuse peers whose
+	// certificate the CA did not sign.
+	ServerTLS *tls.Config
+	// ClientTLS, if set, makes dials to peers use TLS, with this node's
+	// client certificate and the RootCAs that must have signed the peers'.
+	ClientTLS *tls.Config
+	// MaxMessageSize bounds one encoded message or reply, in bytes. Larger
+	// ones fail at the sender with actor.ErrMessageTooLarge. Use the same
+	// value on every node. Default DefaultMaxMessageSize.
+	MaxMessageSize int
+	// QueueBytes bounds the bytes waiting to be written to one peer. A
+	// Call or Cast finding the queue full waits for room until its context
+	// ends (or fails at once with actor.ErrBackpressure if FailFast is
+	// set); Send never waits. Default 4 MiB, at least MaxMessageSize.
+	QueueBytes int
+	// FailFast makes Call and Cast fail with actor.ErrBackpressure, rather
+	// than wait, when the queue to the peer is full.
+	FailFast bool
+	// DialTimeout bounds connecting to a peer and its accepting the stream.
+	// Default 5s.
+	DialTimeout time.Duration
+	// Logger receives the transport's logs. Default: none.
+	Logger *zap.Logger
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Node == "" || c.Cluster == "" || c.System == nil || c.Lookup == nil {
+		return c, fmt.Errorf("%w: Node, Cluster, System and Lookup are required", ErrInvalidConfig)
+	}
+	if c.MaxMessageSize < 0 || c.QueueBytes < 0 || c.DialTimeout < 0 {
+		return c, fmt.Errorf("%w: MaxMessageSize, QueueBytes and DialTimeout must not be negative", ErrInvalidConfig)
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if c.QueueBytes == 0 {
+		c.QueueBytes = 4 << 20
+	}
+	c.QueueBytes = max(c.QueueBytes, c.MaxMessageSize)
+	if c.DialTimeout == 0 {
+		c.DialTimeout = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	return c, nil
+}
+
+// maxErrorMessage bounds the text of an error sent to a peer.
+const maxErrorMessage = 16 << 10
+
+// Transport is a node's endpoint: it serves streams from peers and keeps
+// one outbound stream per peer it sends to. It implements actor.Remote;
+// plug it in with System.SetRemote.
+type Transport struct {
+	cfg    Config
+	log    *zap.Logger
+	sys    *actor.System
+	server *grpc.Server
+	frame  int // largest frame accepted
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	peers  map[string]*peer
+	closed bool
+
+	laneMu sync.Mutex
+	lanes  map[string]*lane
+}
+
+// New returns a transport that serves nothing yet; call Serve. It fails
+// with ErrInvalidConfig when a required field is missing.
+func New(cfg Config) (*Transport, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	t := &Transport{cfg: cfg, log: cfg.Logger.Named("transport"), sys: cfg.System,
+		peers: make(map[string]*peer), lanes: make(map[string]*lane)}
+	t.frame = cfg.MaxMessageSize + maxErrorMessage + frameSize + 4096
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	opts := []grpc.ServerOption{
+		grpc.ForceServerCodecV2(frameCodec{}),
+		grpc.MaxRecvMsgSize(t.frame),
+		grpc.MaxSendMsgSize(t.frame),
+		grpc.InitialWindowSize(1 << 20),
+		grpc.InitialConnWindowSize(4 << 20),
+		grpc.WaitForHandlers(true),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
+		grpc.ConnectionTimeout(cfg.DialTimeout),
+	}
+	if cfg.ServerTLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.ServerTLS)))
+	}
+	t.server = grpc.NewServer(opts...)
+	t.server.RegisterService(serviceDesc(t.serveStream), nil)
+	return t, nil
+}
+
+// Serve serves peers' streams on lis, in the background, until Close.
+func (t *Transport) Serve(lis net.Listener) {
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		if err := t.server.Serve(lis); err != nil {
+			t.log.Warn("transport listener stopped", zap.Error(err))
+		}
+	}()
+}
+
+// Close stops the transport: every outbound stream ends, pending calls on
+// them fail with actor.ErrNodeDown and remote monitors fire; inbound
+// streams are cut, and Close waits for their handlers and every goroutine
+// of the transport. Later sends fail with actor.ErrNodeDown. Close is
+// idempotent.
+func (t *Transport) Close() {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		t.wg.Wait()
+		return
+	}
+	t.closed = true
+	peers := t.peers
+	t.peers = nil
+	t.mu.Unlock()
+	t.cancel()
+	for _, p := range peers {
+		p.close(fmt.Errorf("%w: %s: transport of %s closed", actor.ErrNodeDown, p.node, t.cfg.Node))
+	}
+	t.server.Stop()
+	t.wg.Wait()
+}
+
+// NodeLeft tells the transport that node left the cluster: its stream is
+// closed, calls pending on it fail with actor.ErrNodeDown and monitors of
+// its actors fire at once.
+func (t *Transport) NodeLeft(node string) {
+	t.mu.Lock()
+	p := t.peers[node]
+	delete(t.peers, node)
+	t.mu.Unlock()
+	if p != nil {
+		p.close(fmt.Errorf("%w: %s left the cluster", actor.ErrNodeDown, node))
+	}
+}
+
+// peer returns the peer for node, creating it.
+func (t *Transport) peer(node string) (*peer, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil, fmt.Errorf("%w: %s: transport of %s closed", actor.ErrNodeDown, node, t.cfg.Node)
+	}
+	p := t.peers[node]
+	if p == nil {
+		p = &peer{t: t, node: node}
+		t.peers[node] = p
+	}
+	return p, nil
+}
+
+func (t *Transport) session(node string) (*session, error) {
+	if node == t.cfg.Node {
+		return nil, fmt.Errorf("%w: %s is this node", actor.ErrInvalidRef, node)
+	}
+	p, err := t.peer(node)
+	if err != nil {
+		return nil, err
+	}
+	return p.session()
+}
+
+func (t *Transport) encode(e *envelope, msg any, scratch []byte) ([]byte, error) {
+	typ, b, err := actor.EncodeMessage(scratch, msg)
+	if err != nil {
+		return b, err
+	}
+	if len(b) > t.cfg.MaxMessageSize {
+		return b, fmt.Errorf("%w: %T encodes to %d bytes, limit is %d (transport MaxMessageSize)",
+			actor.ErrMessageTooLarge, msg, len(b), t.cfg.MaxMessageSize)
+	}
+	e.typ, e.payload = typ, b
+	return b, nil
+}
+
+var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
+// putScratch returns a scratch buffer to the pool, unless a large message
+// grew it: those are left to the garbage collector.
+func putScratch(b *[]byte) {
+	if cap(*b) <= 64<<10 {
+		scratchPool.Put(b)
+	}
+}
+
+func (t *Transport) mode() pushMode {
+	if t.cfg.FailFast {
+		return failFast
+	}
+	return block
+}
+
+// Call sends msg to the actor at to and waits for its reply. The caller's
+// remaining deadline travels with the call. It fails at the sender with
+// actor.ErrUnregisteredType or actor.ErrMessageTooLarge; with
+// actor.ErrNodeDown at once when the node is not a member, cannot be
+// reached, or its connection breaks or it leaves while the call waits;
+// with ctx's error when ctx ends first (a reply arriving later is
+// dropped). An error returned by the remote handler comes back with its
+// message, and with its identity for the actor package's sentinels and
+// those registered with actor.RegisterError.
+func (t *Transport) Call(ctx context.Context, to actor.Ref, msg any) (any, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("actor: call %v: %w", to, err)
+	}
+	s, err := t.session(to.Node)
+	if err != nil {
+		return nil, err
+	}
+	e := envelope{kind: kindCall, ref: to}
+	if d, ok := ctx.Deadline(); ok {
+		e.deadline = int64(time.Until(d))
+		if e.deadline <= 0 {
+			return nil, fmt.Errorf("actor: call %v: %w", to, context.DeadlineExceeded)
+		}
+	}
+	sp := scratchPool.Get().(*[]byte)
+	defer putScratch(sp)
+	if *sp, err = t.encode(&e, msg, (*sp)[:0]); err != nil {
+		return nil, err
+	}
+	return s.call(ctx, &e, t.mode())
+}
+
+// Cast sends msg to the actor at to without waiting for it to be handled.
+// It fails at the sender like Call; when the queue to the node is full it
+// waits for room until ctx ends (or fails with actor.ErrBackpressure when
+// the transport is configured to fail fast). A nil error means the cast is
+// queued, not that it arrived: a cast the receiver cannot deliver (no such
+// actor, unknown type) is logged there.
+func (t *Transport) Cast(ctx context.Context, to actor.Ref, msg any) error {
+	return t.oneWay(ctx, kindCast, to, msg, t.mode())
+}
+
+// Send is Cast for HandleInfo, and never waits: a full queue fails with
+// actor.ErrBackpressure.
+func (t *Transport) Send(to actor.Ref, msg any) error {
+	return t.oneWay(context.Background(), kindSend, to, msg, failFast)
+}
+
+func (t *Transport) oneWay(ctx context.Context, k kind, to actor.Ref, msg any, mode pushMode) error {
+	s, err := t.session(to.Node)
+	if err != nil {
+		return err
+	}
+	e := envelope{kind: k, ref: to}
+	sp := scratchPool.Get().(*[]byte)
+	defer putScratch(sp)
+	if *sp, err = t.encode(&e, msg, (*sp)[:0]); err != nil {
+		return err
+	}
+	return s.q.push(ctx, &e, mode)
+}
+
+// Monitor calls down once when the actor at target exits, with its exit
+// reason, or when its node goes away or the connection to it breaks, with
+// an error wrapping actor.ErrNodeDown. cancel stops the monitor; after it
+// returns, down is not called.
+func (t *Transport) Monitor(target actor.Ref, down func(reason error)) (cancel func()) {
+	s, err := t.session(target.Node)
+	if err != nil {
+		down(err)
+		return func() {}
+	}
+	return s.monitor(target, down)
+}
+
+// CallName calls the actor registered under name in the local name table
+// of node (as Erlang's {Name, Node}). It behaves as Call.
+func (t *Transport) CallName(ctx context.Context, node, name string, msg any) (any, error) {
+	if err := actor.ValidateName(name); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("actor: call %s@%s: %w", name, node, err)
+	}
+	s, err := t.session(node)
+	if err != nil {
+		return nil, err
+	}
+	e := envelope{kind: kindCall, name: name}
+	if d, ok := ctx.Deadline(); ok {
+		e.deadline = max(int64(time.Until(d)), 1)
+	}
+	sp := scratchPool.Get().(*[]byte)
+	defer putScratch(sp)
+	if *sp, err = t.encode(&e, msg, (*sp)[:0]); err != nil {
+		return nil, err
+	}
+	return s.call(ctx, &e, t.mode())
+}
+
+var _ actor.Remote = (*Transport)(nil)

@@ -1,0 +1,513 @@
+package transport
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"math/big"
+	"net"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cohort-go/cohort/actor"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// book is the address book the test nodes share in place of the ring.
+type book struct {
+	mu    sync.Mutex
+	addrs map[string]string
+}
+
+func (b *book) lookup(node string) (string, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	a, ok := b.addrs[node]
+	return a, ok
+}
+
+func (b *book) set(node, addr string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.addrs[node] = addr
+}
+
+type testNode struct {
+	sys  *actor.System
+	tr   *Transport
+	addr string
+}
+
+func (b *book) del(node string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.addrs, node)
+}
+
+func newBook() *book { return &book{addrs: make(map[string]string)} }
+
+func startNode(t testing.TB, b *book, cfg Config) *testNode {
+	t.Helper()
+	sys := actor.NewSystem(actor.Config{Node: cfg.Node})
+	cfg.System = sys
+	if cfg.Cluster == "" {
+		cfg.Cluster = "/test"
+	}
+	cfg.Lookup = b.lookup
+	tr, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Serve(lis)
+	sys.SetRemote(tr)
+	n := &testNode{sys: sys, tr: tr, addr: lis.Addr().String()}
+	b.set(cfg.Node, n.addr)
+	t.Cleanup(func() {
+		tr.Close()
+		_ = sys.Shutdown(context.Background())
+	})
+	return n
+}
+
+type echo struct{}
+
+func (echo) HandleCall(_ *actor.Context, msg any) (any, error) { return msg, nil }
+
+func ctxTimeout(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func spawn(t testing.TB, n *testNode, a actor.Actor) actor.Ref {
+	t.Helper()
+	ref, err := n.sys.Spawn(context.Background(), a, actor.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+func TestCallRoundTripAndProto(t *testing.T) {
+	b := newBook()
+	a := startNode(t, b, Config{Node: "a"})
+	n := startNode(t, b, Config{Node: "b"})
+	ref := spawn(t, n, echo{})
+	ctx := ctxTimeout(t, 10*time.Second)
+	for _, msg := range []any{"hi", int64(-7), 42, 3.5, true, []byte{1, 2}, wrapperspb.Int64(9), nil, ref} {
+		v, err := a.sys.Call(ctx, ref, msg)
+		if err != nil {
+			t.Fatalf("call %T: %v", msg, err)
+		}
+		if m, ok := msg.(*wrapperspb.Int64Value); ok {
+			if got, ok := v.(*wrapperspb.Int64Value); !ok || got.Value != m.Value {
+				t.Fatalf("proto round trip: %v", v)
+			}
+			continue
+		}
+		if b, ok := msg.([]byte); ok {
+			if string(v.([]byte)) != string(b) {
+				t.Fatalf("bytes: %v", v)
+			}
+			continue
+		}
+		if v != msg {
+			t.Fatalf("call %T: got %#v", msg, v)
+		}
+	}
+	v, err := a.tr.CallName(ctx, "b", "missing", "x")
+	if !errors.Is(err, actor.ErrNotFound) {
+		t.Fatalf("CallName to missing name = %v, %v", v, err)
+	}
+	if err := n.sys.Register("svc", ref); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := a.tr.CallName(ctx, "b", "svc", "named"); err != nil || v != "named" {
+		t.Fatalf("CallName = %v, %v", v, err)
+	}
+}
+
+func init() {
+	actor.MustRegisterType[*wrapperspb.Int64Value]("google.protobuf.Int64Value")
+}
+
+// sendRaw opens a stream to n as node from, in cluster, and sends frame.
+func sendRaw(t *testing.T, n *testNode, cluster, from, to string, frame []byte) (grpc.ClientStream, error) {
+	t.Helper()
+	cc, err := grpc.NewClient("passthrough:///"+n.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(frameCodec{})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	ctx := metadata.NewOutgoingContext(ctxTimeout(t, 10*time.Second), metadata.Pairs(mdCluster, cluster, mdFrom, from, mdTo, to))
+	s, err := cc.NewStream(ctx, &streamDesc, methodName)
+	if err != nil {
+		return nil, err
+	}
+	if err := awaitAccept(s); err != nil {
+		return nil, err
+	}
+	buf := append([]byte(nil), frame...)
+	if err := s.SendMsg(&outFrame{buf: sliceBuf(buf)}); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func TestUnknownTypeAtReceiverIsReportedToCaller(t *testing.T) {
+	b := newBook()
+	n := startNode(t, b, Config{Node: "b"})
+	ref := spawn(t, n, echo{})
+	frame := appendEnvelope(nil, &envelope{kind: kindCall, id: 7, ref: ref, typ: "not.registered", payload: []byte("{}")})
+	s, err := sendRaw(t, n, "/test", "x", "b", frame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f inFrame
+	if err := s.RecvMsg(&f); err != nil {
+		t.Fatal(err)
+	}
+	var e envelope
+	if _, ok, err := nextEnvelope(f.b, &e); !ok || err != nil {
+		t.Fatalf("reply frame: %v %v", ok, err)
+	}
+	got := actor.ErrorFromWire(e.err)
+	if e.kind != kindReply || e.id != 7 || !errors.Is(got, actor.ErrUnknownType) || !strings.Contains(got.Error(), "not.registered") {
+		t.Fatalf("reply %v id %d err %v", e.kind, e.id, got)
+	}
+}
+
+func TestStreamFromAnotherClusterIsRefused(t *testing.T) {
+	b := newBook()
+	n := startNode(t, b, Config{Node: "b", Cluster: "/prod"})
+	if _, err := sendRaw(t, n, "/staging", "x", "b", nil); err == nil || !strings.Contains(err.Error(), "/staging") {
+		t.Fatalf("stream from another cluster: %v", err)
+	}
+	if _, err := sendRaw(t, n, "/prod", "x", "c", nil); err == nil || !strings.Contains(err.Error(), "not \"c\"") {
+		t.Fatalf("stream for another node: %v", err)
+	}
+	// Through the transport: a node of another cluster gets ErrNodeDown
+	// naming the refusal.
+	other := startNode(t, b, Config{Node: "a", Cluster: "/staging"})
+	ref := spawn(t, n, echo{})
+	_, err := other.sys.Call(ctxTimeout(t, 10*time.Second), ref, "x")
+	if !errors.Is(err, actor.ErrNodeDown) || !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "/prod") {
+		t.Fatalf("call across clusters = %v", err)
+	}
+}
+
+func TestGarbageOnThePortDoesNotHurtTheNode(t *testing.T) {
+	b := newBook()
+	a := startNode(t, b, Config{Node: "a"})
+	n := startNode(t, b, Config{Node: "b"})
+	ref := spawn(t, n, echo{})
+	junk := make([]byte, 64<<10)
+	_, _ = rand.Read(junk)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", n.addr)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			if i%2 == 0 {
+				_, _ = c.Write([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"))
+			}
+			_, _ = c.Write(junk[:1+i*4000])
+		}()
+	}
+	wg.Wait()
+	// Malformed frames inside a well-formed stream end that stream only.
+	for _, frame := range [][]byte{{0xff, 0xff, 0xff}, {0x0a, 0x80}, {0x0a, 0x02, 0x08, 0x63}, junk[:1000]} {
+		s, err := sendRaw(t, n, "/test", "x", "b", frame)
+		if err != nil {
+			continue
+		}
+		var f inFrame
+		if err := s.RecvMsg(&f); err == nil {
+			t.Fatalf("malformed frame %x answered", frame[:min(len(frame), 8)])
+		}
+	}
+	if v, err := a.sys.Call(ctxTimeout(t, 10*time.Second), ref, "still here"); err != nil || v != "still here" {
+		t.Fatalf("call after garbage = %v, %v", v, err)
+	}
+}
+
+func TestDecodeNeverPanics(t *testing.T) {
+	junk := make([]byte, 4096)
+	for i := range 2000 {
+		_, _ = rand.Read(junk)
+		frame := junk[:i%len(junk)]
+		var e envelope
+		for {
+			rest, ok, err := nextEnvelope(frame, &e)
+			if err != nil || !ok {
+				break
+			}
+			frame = rest
+		}
+	}
+	deep := &actor.WireError{Message: "x"}
+	for range maxErrorDepth + 2 {
+		deep = &actor.WireError{Code: "exit", Reason: deep}
+	}
+	frame := appendEnvelope(nil, &envelope{kind: kindReply, id: 1, err: deep})
+	var e envelope
+	if _, _, err := nextEnvelope(frame, &e); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("deeply nested error = %v", err)
+	}
+}
+
+func TestMessageTooLargeFailsAtSender(t *testing.T) {
+	b := newBook()
+	a := startNode(t, b, Config{Node: "a", MaxMessageSize: 1 << 20})
+	n := startNode(t, b, Config{Node: "b", MaxMessageSize: 1 << 20})
+	ref := spawn(t, n, echo{})
+	ctx := ctxTimeout(t, 10*time.Second)
+	big := make([]byte, 1<<20+1)
+	if _, err := a.sys.Call(ctx, ref, big); !errors.Is(err, actor.ErrMessageTooLarge) {
+		t.Fatalf("oversized call = %v", err)
+	}
+	if err := a.sys.Cast(ctx, ref, big); !errors.Is(err, actor.ErrMessageTooLarge) {
+		t.Fatalf("oversized cast = %v", err)
+	}
+	v, err := a.sys.Call(ctx, ref, big[:1<<20])
+	if err != nil || len(v.([]byte)) != 1<<20 {
+		t.Fatalf("call at the limit = %v", err)
+	}
+}
+
+type sink struct {
+	mu   sync.Mutex
+	n    int
+	gate chan struct{}
+}
+
+func (s *sink) HandleCall(_ *actor.Context, _ any) (any, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n, nil
+}
+
+func (s *sink) HandleCast(_ *actor.Context, _ any) error {
+	if s.gate != nil {
+		<-s.gate
+	}
+	s.mu.Lock()
+	s.n++
+	s.mu.Unlock()
+	return nil
+}
+
+func TestCastFloodIsBoundedBySendQueue(t *testing.T) {
+	b := newBook()
+	a := startNode(t, b, Config{Node: "a", QueueBytes: 64 << 10})
+	n := startNode(t, b, Config{Node: "b"})
+	s := &sink{gate: make(chan struct{})}
+	ref, err := n.sys.Spawn(context.Background(), s, actor.Options{MailboxSize: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The receiver's mailbox is full and its actor stuck: the stream backs
+	// up, then a's queue fills and casts wait.
+	ctx := ctxTimeout(t, 20*time.Second)
+	payload := make([]byte, 1000)
+	sent := 0
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		err := a.sys.Cast(cctx, ref, payload)
+		cancel()
+		if err != nil {
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("cast %d: %v", sent, err)
+			}
+			break
+		}
+		sent++
+		if sent > 100_000 {
+			t.Fatal("casts never pushed back")
+		}
+	}
+	if err := a.sys.Send(ref, payload); !errors.Is(err, actor.ErrBackpressure) && !errors.Is(err, actor.ErrUnhandled) {
+		t.Fatalf("send on a full queue = %v", err)
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	t.Logf("%d casts of 1 KB queued before the sender was pushed back; heap %d MB", sent, ms.HeapInuse>>20)
+	close(s.gate)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		v, err := a.sys.Call(ctx, ref, "count")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.(int) == sent {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("received %v of %d casts", v, sent)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestPendingCallsFailWhenPeerClosesOrLeaves(t *testing.T) {
+	b := newBook()
+	a := startNode(t, b, Config{Node: "a"})
+	n := startNode(t, b, Config{Node: "b"})
+	stuck := spawn(t, n, actor.Func(func(ctx *actor.Context, _ any) (any, error) {
+		ctx.DeferReply()
+		return nil, nil
+	}))
+	ctx := ctxTimeout(t, 30*time.Second)
+	errs := make(chan error, 1)
+	go func() { _, err := a.sys.Call(ctx, stuck, "wait"); errs <- err }()
+	_, down := a.sys.Monitor(stuck)
+	// Wait until the call is on b, then leave.
+	waitFor(t, func() bool { return a.tr.pendingCalls("b") == 1 })
+	start := time.Now()
+	b.del("b")
+	a.tr.NodeLeft("b")
+	if err := <-errs; !errors.Is(err, actor.ErrNodeDown) || time.Since(start) > 2*time.Second {
+		t.Fatalf("pending call after leave = %v after %v", err, time.Since(start))
+	}
+	if d := <-down; !errors.Is(d.Reason, actor.ErrNodeDown) {
+		t.Fatalf("down after leave = %v", d.Reason)
+	}
+	if _, err := a.sys.Call(ctx, stuck, "x"); !errors.Is(err, actor.ErrNodeDown) {
+		t.Fatalf("call after leave = %v", err)
+	}
+}
+
+func waitFor(t testing.TB, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// Certificates for the mTLS tests, made here with crypto/x509.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pool *x509.CertPool
+}
+
+func newCA(t testing.TB, name string) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &testCA{cert: cert, key: key, pool: pool}
+}
+
+func (ca *testCA) issue(t testing.TB, name string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+func mtls(ca *testCA, cert tls.Certificate, trust *x509.CertPool) Config {
+	return Config{
+		ServerTLS: &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, ClientCAs: trust, ClientAuth: tls.RequireAndVerifyClientCert},
+		ClientTLS: &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, RootCAs: trust},
+	}
+}
+
+func TestMutualTLSRefusesUntrustedPeer(t *testing.T) {
+	good, evil := newCA(t, "cluster-ca"), newCA(t, "other-ca")
+	b := newBook()
+	cfgA := mtls(good, good.issue(t, "a"), good.pool)
+	cfgA.Node = "a"
+	cfgB := mtls(good, good.issue(t, "b"), good.pool)
+	cfgB.Node = "b"
+	// m presents a certificate the cluster CA did not sign, but trusts it.
+	cfgM := mtls(evil, evil.issue(t, "m"), good.pool)
+	cfgM.Node = "m"
+	a, n, m := startNode(t, b, cfgA), startNode(t, b, cfgB), startNode(t, b, cfgM)
+	ref := spawn(t, n, echo{})
+	ctx := ctxTimeout(t, 10*time.Second)
+	if v, err := a.sys.Call(ctx, ref, "trusted"); err != nil || v != "trusted" {
+		t.Fatalf("trusted call = %v, %v", v, err)
+	}
+	if _, err := m.sys.Call(ctx, ref, "untrusted"); !errors.Is(err, actor.ErrNodeDown) {
+		t.Fatalf("untrusted peer's call = %v", err)
+	}
+	refM := spawn(t, m, echo{})
+	if _, err := a.sys.Call(ctx, refM, "to untrusted"); !errors.Is(err, actor.ErrNodeDown) {
+		t.Fatalf("call to an untrusted peer = %v", err)
+	}
+	// A plain client is refused too.
+	plain := startNode(t, b, Config{Node: "p"})
+	if _, err := plain.sys.Call(ctx, ref, "plain"); !errors.Is(err, actor.ErrNodeDown) {
+		t.Fatalf("plain call to a TLS node = %v", err)
+	}
+}
+
+func sliceBuf(b []byte) mem.Buffer { return mem.SliceBuffer(b) }
+
+// pendingCalls counts the calls waiting for a reply from node.
+func (t *Transport) pendingCalls(node string) int {
+	t.mu.Lock()
+	p := t.peers[node]
+	t.mu.Unlock()
+	if p == nil {
+		return 0
+	}
+	s := p.cur.Load()
+	if s == nil {
+		return 0
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pending)
+}
