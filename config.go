@@ -61,8 +61,13 @@ type Config struct {
 	// fences itself off. Default max(TTL/5, 300ms).
 	LeaseMargin time.Duration
 
-	// Addr is the transport address published in the member key.
+	// Addr is the transport address published in the member key, which
+	// peers dial. Default: the address the transport listens on (see
+	// Transport.ListenAddr).
 	Addr string
+	// Transport configures messaging between nodes: listen address, mutual
+	// TLS, message size limit and send queue. Its zero value works.
+	Transport TransportConfig
 	// Kinds and Roles are published in the member key for placement.
 	Kinds, Roles []string
 

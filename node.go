@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"sync"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/cohort-go/cohort/actor"
 	"github.com/cohort-go/cohort/election"
 	"github.com/cohort-go/cohort/internal/embedetcd"
+	"github.com/cohort-go/cohort/internal/transport"
 	"github.com/cohort-go/cohort/lease"
 	"github.com/cohort-go/cohort/registry"
 	"github.com/cohort-go/cohort/ring"
@@ -40,6 +42,9 @@ type Node struct {
 	ring    *ring.Ring
 	reg     *registry.Registry
 	sys     *actor.System
+
+	lis       net.Listener         // transport listener until the transport serves it
+	transport *transport.Transport // set once started; closed in teardown
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -103,7 +108,11 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("cohort: session lease: %w", err)
 	}
-	n.member = ring.Member{ID: cfg.NodeID, Addr: cfg.Addr, StartedAt: time.Now().UTC(), Version: Version,
+	addr, err := n.listenTransport()
+	if err != nil {
+		return nil, err
+	}
+	n.member = ring.Member{ID: cfg.NodeID, Addr: addr, StartedAt: time.Now().UTC(), Version: Version,
 		Kinds: cfg.Kinds, Roles: cfg.Roles}
 	first := n.session.Current()
 	if err := n.claimMember(n.ctx, first); err != nil {
@@ -119,6 +128,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("cohort: registry: %w", err)
 	}
 	n.sys.AddResolver(n.reg)
+	if err := n.startTransport(); err != nil {
+		return nil, err
+	}
 	n.wg.Add(1)
 	go n.keepMember(first)
 	n.log.Info("node started", zap.String("prefix", cfg.Prefix), zap.Strings("etcd", endpoints),
@@ -365,6 +377,7 @@ func (n *Node) stopTimeout() time.Duration {
 // teardown closes what Start opened, in reverse order.
 func (n *Node) teardown(ctx context.Context) error {
 	var errs []error
+	n.stopTransport()
 	if n.reg != nil {
 		_ = n.reg.Close()
 	}

@@ -1,0 +1,235 @@
+package cohort_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cohort-go/cohort"
+	"github.com/cohort-go/cohort/actor"
+	"github.com/cohort-go/cohort/internal/etcdtest"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// Environment of a peer process: the test binary re-executed as a cohort
+// node (see TestMain).
+const (
+	envPeerID   = "COHORT_TEST_PEER"
+	envPeerEtcd = "COHORT_TEST_PEER_ETCD"
+)
+
+func TestMain(m *testing.M) {
+	if id := os.Getenv(envPeerID); id != "" {
+		os.Exit(runPeer(id, strings.Split(os.Getenv(envPeerEtcd), ",")))
+	}
+	code := m.Run()
+	closeBenchFixture()
+	os.Exit(code)
+}
+
+func init() {
+	actor.MustRegisterType[*wrapperspb.Int64Value]("google.protobuf.Int64Value")
+	actor.MustRegisterType[counterState]("cohort_test.counterState")
+}
+
+// counterState is what the peer's counter reports.
+type counterState struct {
+	Count int64
+	Sum   int64
+}
+
+// counter counts Int64Value casts and sums their values.
+type counter struct{ st counterState }
+
+func (c *counter) HandleCall(_ *actor.Context, msg any) (any, error) {
+	st := c.st
+	if msg == "reset" {
+		c.st = counterState{}
+	}
+	return st, nil
+}
+
+func (c *counter) HandleCast(_ *actor.Context, msg any) error {
+	c.st.Count++
+	c.st.Sum += msg.(*wrapperspb.Int64Value).Value
+	return nil
+}
+
+// blocker takes calls and never answers them, except "count", which tells
+// how many it holds.
+type blocker struct{ held int }
+
+func (b *blocker) HandleCall(ctx *actor.Context, msg any) (any, error) {
+	if msg == "count" {
+		return b.held, nil
+	}
+	b.held++
+	ctx.DeferReply()
+	return nil, nil
+}
+
+// runPeer is the main of a peer process: a node serving "peer.echo",
+// "peer.counter" and "peer.blocker" by global name until its stdin closes.
+func runPeer(id string, endpoints []string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := cohort.Start(ctx, cohort.Config{NodeID: id, Endpoints: endpoints, LeaseTTL: 2 * time.Second})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "peer start:", err)
+		return 1
+	}
+	defer n.Stop(context.Background())
+	for name, a := range map[string]actor.Actor{
+		"peer.echo": actor.Func(func(_ *actor.Context, msg any) (any, error) {
+			if v, ok := msg.(*wrapperspb.Int64Value); ok {
+				return wrapperspb.Int64(v.Value + 1), nil
+			}
+			return msg, nil
+		}),
+		"peer.counter": &counter{},
+		"peer.blocker": &blocker{},
+	} {
+		ref, err := n.System().Spawn(ctx, a, actor.Options{})
+		if err == nil {
+			err = n.Registry().Register(ctx, name, ref, nil)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "peer spawn:", err)
+			return 1
+		}
+	}
+	fmt.Println("ready")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	return 0
+}
+
+// peerProcess is a node in another OS process.
+type peerProcess struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	once  sync.Once
+}
+
+// startPeer starts the test binary as node id on etcd endpoints and waits
+// until it serves.
+func startPeer(t testing.TB, id string, endpoints []string) *peerProcess {
+	t.Helper()
+	p, err := spawnPeer(id, endpoints)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.stop)
+	return p
+}
+
+func spawnPeer(id string, endpoints []string) (*peerProcess, error) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envPeerID+"="+id, envPeerEtcd+"="+strings.Join(endpoints, ","))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start peer process: %w", err)
+	}
+	p := &peerProcess{cmd: cmd, stdin: stdin}
+	ready := make(chan error, 1)
+	go func() {
+		line, err := bufio.NewReader(stdout).ReadString('\n')
+		if err == nil && line != "ready\n" {
+			err = fmt.Errorf("peer said %q", line)
+		}
+		ready <- err
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			p.stop()
+			return nil, fmt.Errorf("peer process %s: %w", id, err)
+		}
+	case <-time.After(30 * time.Second):
+		p.stop()
+		return nil, fmt.Errorf("peer process %s not ready within 30s", id)
+	}
+	return p, nil
+}
+
+// stop ends the peer gracefully (closing its stdin), or kills it after 10s.
+func (p *peerProcess) stop() {
+	p.once.Do(func() {
+		_ = p.stdin.Close()
+		done := make(chan struct{})
+		go func() { _ = p.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-done
+		}
+	})
+}
+
+// kill sends SIGKILL and reaps the process.
+func (p *peerProcess) kill() {
+	p.once.Do(func() {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+	})
+}
+
+func TestRemoteKillDashNineFailsPendingCallsAtOnce(t *testing.T) {
+	cl := etcdtest.Start(t)
+	a := startNode(t, cohort.Config{NodeID: "a", Endpoints: cl.Endpoints(), LeaseTTL: 2 * time.Second})
+	peer := startPeer(t, "b", cl.Endpoints())
+	waitMembers(t, a, "a", "b")
+	ctx := timeout(t, 60*time.Second)
+	if v, err := a.Call(ctx, actor.Name("peer.echo"), wrapperspb.Int64(1)); err != nil || v.(*wrapperspb.Int64Value).Value != 2 {
+		t.Fatalf("call to the peer process = %v, %v", v, err)
+	}
+	const callers = 4
+	errs := make(chan error, callers)
+	for range callers {
+		go func() { _, err := a.Call(ctx, actor.Name("peer.blocker"), "hold"); errs <- err }()
+	}
+	for {
+		held, err := actor.Call[int](ctx, a, actor.Name("peer.blocker"), "count")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if held == callers {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	peer.kill()
+	for range callers {
+		if err := <-errs; !errors.Is(err, cohort.ErrNodeDown) {
+			t.Fatalf("pending call after kill -9 = %v", err)
+		}
+	}
+	// Far less than the 2s lease TTL: the broken connection, not the
+	// membership change, failed the calls.
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("pending calls failed %v after kill -9", d)
+	} else {
+		t.Logf("pending calls failed %v after kill -9", d)
+	}
+	if _, err := a.Call(ctx, actor.Name("peer.echo"), "x"); !errors.Is(err, cohort.ErrNodeDown) && !errors.Is(err, actor.ErrNotFound) {
+		t.Fatalf("call to the killed node = %v", err)
+	}
+}

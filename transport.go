@@ -1,0 +1,219 @@
+package cohort
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/cohort-go/cohort/actor"
+	"github.com/cohort-go/cohort/internal/transport"
+	"go.uber.org/zap"
+)
+
+// Errors a caller sees when a message crosses nodes, re-exported from the
+// actor package so that errors.Is works with either name.
+var (
+	// ErrNodeDown: the target's node left the cluster, cannot be reached,
+	// or its connection broke while a call waited. Pending calls fail with
+	// it at once, not at their deadline.
+	ErrNodeDown = actor.ErrNodeDown
+	// ErrMessageTooLarge: the encoded message exceeds
+	// TransportConfig.MaxMessageSize; nothing was sent.
+	ErrMessageTooLarge = actor.ErrMessageTooLarge
+)
+
+// TransportConfig configures the transport between nodes. Its zero value
+// works: plain gRPC on a free loopback port, 4 MiB messages.
+type TransportConfig struct {
+	// ListenAddr is the address the transport listens on. Default
+	// "127.0.0.1:0" (a free loopback port). To reach nodes on other hosts,
+	// listen on a routable address and, if it differs from what peers
+	// should dial (0.0.0.0, NAT), set Config.Addr.
+	ListenAddr string
+
+	// CA, Certificate and ServerName turn on mutual TLS: the node presents
+	// Certificate to its peers, in both directions, and accepts only peers
+	// whose certificate CA signed; a peer it does not trust is refused
+	// (and the calls to it fail with ErrNodeDown). Certificate must be
+	// valid for the address peers dial (an IP or DNS SAN), or set
+	// ServerName to a name every node's certificate holds. All nodes of a
+	// cluster must agree: a TLS node and a plain one cannot talk.
+	CA          *x509.CertPool
+	Certificate *tls.Certificate
+	ServerName  string
+	// CAFile, CertFile and KeyFile are PEM files for CA and Certificate,
+	// used when those are nil.
+	CAFile, CertFile, KeyFile string
+
+	// MaxMessageSize bounds one encoded message or reply; larger ones fail
+	// at the sender with ErrMessageTooLarge. Use the same value on every
+	// node. Default 4 MiB.
+	MaxMessageSize int
+	// QueueBytes bounds the bytes waiting to be written to one peer: when
+	// it is full, Call and Cast wait until their context ends (or fail with
+	// actor.ErrBackpressure if FailFast), and Send fails at once. Default
+	// 4 MiB, at least MaxMessageSize.
+	QueueBytes int
+	// FailFast: Call and Cast fail with actor.ErrBackpressure instead of
+	// waiting when the queue to a peer is full.
+	FailFast bool
+	// DialTimeout bounds connecting to a peer. Default 5s.
+	DialTimeout time.Duration
+}
+
+// tlsConfigs builds the server and client TLS configs, or nils for plain
+// gRPC.
+func (c TransportConfig) tlsConfigs() (server, client *tls.Config, err error) {
+	ca, cert := c.CA, c.Certificate
+	if ca == nil && c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: Transport.CAFile: %w", ErrInvalidConfig, err)
+		}
+		ca = x509.NewCertPool()
+		if !ca.AppendCertsFromPEM(pem) {
+			return nil, nil, fmt.Errorf("%w: Transport.CAFile %s holds no PEM certificate", ErrInvalidConfig, c.CAFile)
+		}
+	}
+	if cert == nil && (c.CertFile != "" || c.KeyFile != "") {
+		kp, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: Transport.CertFile/KeyFile: %w", ErrInvalidConfig, err)
+		}
+		cert = &kp
+	}
+	if ca == nil && cert == nil {
+		return nil, nil, nil
+	}
+	if ca == nil || cert == nil {
+		return nil, nil, fmt.Errorf("%w: transport TLS needs both a CA and a certificate (mutual TLS)", ErrInvalidConfig)
+	}
+	server = &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{*cert},
+		ClientCAs:    ca,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+	}
+	client = &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{*cert},
+		RootCAs:      ca,
+		ServerName:   c.ServerName,
+	}
+	return server, client, nil
+}
+
+// listenTransport opens the transport's listener and returns the address
+// to publish in the member key: Config.Addr, or else the listener's.
+func (n *Node) listenTransport() (string, error) {
+	tc := n.cfg.Transport
+	if tc.MaxMessageSize < 0 || tc.QueueBytes < 0 || tc.DialTimeout < 0 {
+		return "", fmt.Errorf("%w: Transport.MaxMessageSize, QueueBytes and DialTimeout must not be negative", ErrInvalidConfig)
+	}
+	addr := tc.ListenAddr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("%w: Transport.ListenAddr %q: %w", ErrInvalidConfig, addr, err)
+	}
+	n.lis = lis
+	if n.cfg.Addr != "" {
+		return n.cfg.Addr, nil
+	}
+	return lis.Addr().String(), nil
+}
+
+// startTransport serves the listener, plugs the transport into the actor
+// system for Refs of other nodes, and follows membership so that calls to
+// a node that leaves fail at once.
+func (n *Node) startTransport() error {
+	server, client, err := n.cfg.Transport.tlsConfigs()
+	if err != nil {
+		return err
+	}
+	tc := n.cfg.Transport
+	tr, err := transport.New(transport.Config{
+		Node:    n.cfg.NodeID,
+		Cluster: n.cfg.Prefix,
+		System:  n.sys,
+		Lookup: func(id string) (string, bool) {
+			m, ok := n.ring.Member(id)
+			return m.Addr, ok && m.Addr != ""
+		},
+		ServerTLS:      server,
+		ClientTLS:      client,
+		MaxMessageSize: tc.MaxMessageSize,
+		QueueBytes:     tc.QueueBytes,
+		FailFast:       tc.FailFast,
+		DialTimeout:    tc.DialTimeout,
+		Logger:         n.log,
+	})
+	if err != nil {
+		return fmt.Errorf("%w: transport: %w", ErrInvalidConfig, err)
+	}
+	n.transport = tr
+	tr.Serve(n.lis)
+	n.lis = nil
+	n.sys.SetRemote(tr)
+	changes, cancel := n.ring.Subscribe()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer cancel()
+		for {
+			select {
+			case c, ok := <-changes:
+				if !ok {
+					return
+				}
+				for _, m := range c.Left {
+					if m.ID != n.cfg.NodeID {
+						n.log.Info("node left", zap.String("peer", m.ID))
+						tr.NodeLeft(m.ID)
+					}
+				}
+			case <-n.ctx.Done():
+				return
+			}
+		}
+	}()
+	return nil
+}
+
+// stopTransport closes the transport: calls other nodes have pending here
+// fail with ErrNodeDown on their side, and ours to them likewise. Node.Stop
+// runs it after the local actors stopped (so calls they were answering
+// got their replies out) and before the lease is revoked.
+func (n *Node) stopTransport() {
+	if n.transport != nil {
+		n.transport.Close()
+	}
+	if n.lis != nil {
+		_ = n.lis.Close()
+		n.lis = nil
+	}
+}
+
+// CallName calls the actor registered under name in the local name table
+// of node — not the global registry — as Erlang's {Name, Node}. It fails
+// with an error wrapping actor.ErrNotFound when no actor holds the name
+// there, and otherwise behaves as Call.
+func (n *Node) CallName(ctx context.Context, node, name string, msg any) (any, error) {
+	if node == n.cfg.NodeID {
+		ref, ok := n.sys.Whereis(name)
+		if !ok {
+			return nil, fmt.Errorf("%w: no actor registered as %q on node %s", actor.ErrNotFound, name, node)
+		}
+		return n.sys.Call(ctx, ref, msg)
+	}
+	if n.transport == nil {
+		return nil, ErrStopped
+	}
+	return n.transport.CallName(ctx, node, name, msg)
+}
