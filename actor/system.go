@@ -250,14 +250,16 @@ func (s *System) resolve(ctx context.Context, t Target) (*process, Ref, error) {
 // route finds the local process for r, or reports r as remote when a
 // Remote is set and r names another node.
 func (s *System) route(r Ref) (*process, Ref, error) {
-	p, err := s.local(r)
-	if err == nil {
-		return p, r, nil
-	}
-	if s.remoteFor(r) != nil && !r.IsZero() {
+	// Checked first: building local's error for every remote message
+	// would cost more than sending it.
+	if r.Node != s.node && !r.IsZero() && s.remoteFor(r) != nil {
 		return nil, r, nil
 	}
-	return nil, r, err
+	p, err := s.local(r)
+	if err != nil {
+		return nil, r, err
+	}
+	return p, r, nil
 }
 
 func isNotFound(err error) bool { return err != nil && errors.Is(err, ErrNotFound) }
