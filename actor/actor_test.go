@@ -781,3 +781,22 @@ func TestMonitorFunc(t *testing.T) {
 		t.Fatalf("down %+v", d)
 	}
 }
+
+func TestExecRunsInActor(t *testing.T) {
+	sys := newSystem(t)
+	p := &probe{}
+	ref := spawn(t, sys, p, actor.Options{})
+	_ = sys.Cast(context.Background(), ref, "one")
+	got, err := sys.Exec(context.Background(), ref, func(a actor.Actor, c *actor.Context) (any, error) {
+		if c.Self() != ref {
+			return nil, errors.New("wrong self")
+		}
+		return len(a.(*probe).got), nil
+	})
+	if err != nil || got != 1 {
+		t.Fatalf("exec = %v, %v", got, err)
+	}
+	if _, err := sys.Exec(context.Background(), actor.Ref{}, nil); !errors.Is(err, actor.ErrInvalidRef) {
+		t.Fatalf("exec on zero ref: %v", err)
+	}
+}

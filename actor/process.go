@@ -17,6 +17,7 @@ const (
 	kindCall kind = iota + 1
 	kindCast
 	kindInfo
+	kindExec
 )
 
 // Scheduling states of a process. An idle process holds no goroutine; the
@@ -241,6 +242,10 @@ func (p *process) handle(env *envelope) {
 			reply.Reply(val, err)
 		}
 		c.reply, c.deadline = ReplyTo{}, time.Time{}
+	case kindExec:
+		reply := env.replyTo()
+		val, err := env.msg.(ExecFunc)(p.actor, c)
+		reply.Reply(val, err)
 	case kindCast:
 		if err := p.cast.HandleCast(c, env.msg); err != nil && c.stop == nil {
 			c.stop = err

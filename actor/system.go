@@ -293,11 +293,18 @@ func (s *System) Call(ctx context.Context, to Target, msg any) (any, error) {
 	if p == nil {
 		return s.remoteFor(ref).Call(ctx, ref, msg)
 	}
+	return s.callLocal(ctx, p, envelope{msg: msg, tag: uint64(kindCall)})
+}
+
+// callLocal queues a call-like envelope (its kind set in tag) and waits for
+// the reply, the callee's exit or the end of ctx.
+func (s *System) callLocal(ctx context.Context, p *process, env envelope) (any, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	slot, gen := getSlot()
-	env := envelope{msg: msg, slot: slot, tag: gen<<2 | uint64(kindCall)}
+	env.slot = slot
+	env.tag |= gen << 2
 	if d, ok := ctx.Deadline(); ok {
 		env.deadline = d.UnixNano()
 	}
@@ -327,6 +334,24 @@ func (s *System) Call(ctx context.Context, to Target, msg any) (any, error) {
 		slot.release(gen)
 		return nil, fmt.Errorf("actor: call %v: %w", p.ref, ctx.Err())
 	}
+}
+
+// ExecFunc runs inside an actor's goroutine with the actor's behaviour, as
+// System.Exec arranges.
+type ExecFunc func(a Actor, ctx *Context) (any, error)
+
+// Exec runs fn in the goroutine of the local actor at to, between two of its
+// messages, and returns fn's result: a way for a supervisor or a tool to
+// read or hand off an actor's state without racing its callbacks (as OTP's
+// sys:get_state). It fails like Call: at once if the actor does not exist,
+// with an *ExitError if it exits first, or when ctx ends. A panic in fn
+// crashes the actor.
+func (s *System) Exec(ctx context.Context, to Target, fn ExecFunc) (any, error) {
+	p, err := s.resolveLocal(ctx, to)
+	if err != nil {
+		return nil, err
+	}
+	return s.callLocal(ctx, p, envelope{msg: fn, tag: uint64(kindExec)})
 }
 
 // Cast queues msg for the target's HandleCast and returns without waiting
