@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +25,9 @@ import (
 const (
 	envPeerID   = "COHORT_TEST_PEER"
 	envPeerEtcd = "COHORT_TEST_PEER_ETCD"
+	// envPeerProfile names a file for the peer's CPU profile, for
+	// looking into the benchmarks.
+	envPeerProfile = "COHORT_TEST_PEER_CPUPROFILE"
 )
 
 func TestMain(m *testing.M) {
@@ -104,6 +108,13 @@ func runPeer(id string, endpoints []string) int {
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "peer spawn:", err)
 			return 1
+		}
+	}
+	if path := os.Getenv(envPeerProfile); path != "" {
+		f, err := os.Create(path)
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			defer f.Close()
+			defer pprof.StopCPUProfile()
 		}
 	}
 	fmt.Println("ready")
