@@ -306,8 +306,10 @@ func (n *Node) Campaign(ctx context.Context, name, value string) (*election.Lead
 	return l, nil
 }
 
-// Call calls an actor on this node by Ref or name (names resolve through the
-// global registry after the local table).
+// Call calls an actor on any node by Ref or name (names resolve through the
+// global registry after the local table); see actor.System.Call. An actor
+// on another node is reached over the transport: a call pending on a node
+// that goes away fails at once with ErrNodeDown.
 func (n *Node) Call(ctx context.Context, to actor.Target, msg any) (any, error) {
 	return n.sys.Call(ctx, to, msg)
 }
