@@ -21,6 +21,7 @@ import (
 	"github.com/cohort-go/cohort/lease"
 	"github.com/cohort-go/cohort/registry"
 	"github.com/cohort-go/cohort/ring"
+	"github.com/cohort-go/cohort/supervisor"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -52,6 +53,7 @@ type Node struct {
 
 	mu          sync.Mutex
 	leaderships map[*election.Leadership]struct{}
+	roots       []*supervisor.Ref // started by Supervise; stopped first by Stop
 	stopped     bool
 	stopErr     error
 	stopDone    chan struct{}
@@ -322,8 +324,9 @@ func (n *Node) Cast(ctx context.Context, to actor.Target, msg any) error {
 // Send sends a raw message; see actor.System.Send.
 func (n *Node) Send(to actor.Target, msg any) error { return n.sys.Send(to, msg) }
 
-// Stop leaves the cluster in order: it resigns the node's leaderships (so
-// another node takes over at once), stops the local actors, deletes the
+// Stop leaves the cluster in order: it stops the supervisors started with
+// Supervise (their singletons hand over at once), resigns the node's
+// leaderships (so another node takes over at once), stops the local actors, deletes the
 // member key, revokes the lease (removing every key bound to it), closes
 // the etcd client, and last stops the embedded etcd (closing etcd under a
 // live client would stall the client for seconds). ctx bounds the etcd
@@ -348,6 +351,9 @@ func (n *Node) Stop(ctx context.Context) error {
 	}
 	n.mu.Unlock()
 	var errs []error
+	if err := n.stopRoots(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	for _, l := range ls {
 		if err := l.Resign(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			errs = append(errs, fmt.Errorf("resign %s: %w", l.Key(), err))

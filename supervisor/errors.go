@@ -22,6 +22,21 @@ var (
 	ErrChildRunning = errors.New("supervisor: child is running")
 	// ErrStartChild: a child failed to start.
 	ErrStartChild = errors.New("supervisor: child failed to start")
+	// ErrLeadershipLost: a singleton's term ended. It is the exit reason
+	// a singleton's child gets when the term ends under it (lease lost,
+	// leader key deleted), and Term.Err wraps it; the error also wraps
+	// the election's reason (election.ErrEpochLost, ErrLeaderKeyLost,
+	// ErrResigned).
+	ErrLeadershipLost = errors.New("supervisor: singleton leadership lost")
+	// ErrFenced: a write guarded by a singleton term's fencing token was
+	// rejected by etcd because the term has ended.
+	ErrFenced = errors.New("supervisor: fenced write rejected: stale token")
+	// ErrNoTerm: a child that needs a singleton term (Fenced,
+	// NestedFenced) was started outside a Singleton.
+	ErrNoTerm = errors.New("supervisor: no singleton term")
+	// ErrSingletonRunning: a singleton with this id already runs on this
+	// node's session; one node takes part in a singleton's election once.
+	ErrSingletonRunning = errors.New("supervisor: singleton already running on this node")
 )
 
 // IntensityError is the exit reason of a supervisor whose children
