@@ -65,7 +65,8 @@ type SingletonOptions struct {
 // reason wrapping ErrLeadershipLost and the cause; on lease loss the child
 // gets at most half the lease margin to terminate and is abandoned after
 // that, so it has stopped before etcd can expire the lease and elect
-// another node. Then the wrapper campaigns again. When the wrapper is
+// another node (a process paused past that point gets 10 ms). Then the
+// wrapper campaigns again. When the wrapper is
 // stopped, it stops the child (reason actor.Shutdown), releases the name
 // and resigns, so another node takes over within milliseconds.
 //
@@ -392,10 +393,17 @@ func (s *singleton) allowRestart() bool {
 	return len(s.restarts) <= s.in.MaxRestarts
 }
 
+// lostGrace is the least time a child gets to terminate after its lease
+// epoch was lost. It matters only when the process was paused (or starved)
+// past the point where the child should have stopped: another node may
+// already run the singleton then, and only fencing protects; the grace
+// lets the child's Terminate start and see why.
+const lostGrace = 10 * time.Millisecond
+
 // stopChild stops the running child with reason. When the lease epoch was
 // lost, the child gets only until half the margin past the epoch's
-// alive-until instant (well before etcd can expire the lease) and is
-// abandoned after that.
+// alive-until instant (well before etcd can expire the lease), or
+// lostGrace if that has passed, and is abandoned after that.
 func (s *singleton) stopChild(reason error, lost bool) {
 	if s.child.IsZero() {
 		return
@@ -406,7 +414,7 @@ func (s *singleton) stopChild(reason error, lost bool) {
 	timeout := s.spec.shutdown()
 	if lost && s.term != nil && timeout != BrutalKill {
 		budget := time.Until(s.term.Epoch().AliveUntil().Add(s.opts.Session.Config().Margin / 2))
-		timeout = min(timeout, max(budget, 0))
+		timeout = min(timeout, max(budget, lostGrace))
 	}
 	err := s.sys.StopTimeout(context.Background(), ref, reason, timeout)
 	s.live.Store(nil)
