@@ -8,13 +8,19 @@ import "sync"
 type envelope struct {
 	msg      any
 	slot     *replySlot
-	tag      uint64 // gen<<2 | kind
+	tag      uint64 // gen<<kindBits | kind
 	deadline int64  // unix nanoseconds; 0 for none
 }
 
-func (e *envelope) kind() kind { return kind(e.tag & 3) }
+func (e *envelope) kind() kind { return kind(e.tag & kindMask) }
 
-func (e *envelope) replyTo() ReplyTo { return ReplyTo{slot: e.slot, gen: e.tag >> 2} }
+// kindBits is how many low bits of an envelope tag hold its kind.
+const (
+	kindBits = 3
+	kindMask = 1<<kindBits - 1
+)
+
+func (e *envelope) replyTo() ReplyTo { return ReplyTo{slot: e.slot, gen: e.tag >> kindBits} }
 
 // Segment sizes: a chain starts with a small segment, so an actor that gets
 // a message now and then touches little memory, and grows in large ones

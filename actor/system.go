@@ -304,7 +304,7 @@ func (s *System) callLocal(ctx context.Context, p *process, env envelope) (any, 
 	}
 	slot, gen := getSlot()
 	env.slot = slot
-	env.tag |= gen << 2
+	env.tag |= gen << kindBits
 	if d, ok := ctx.Deadline(); ok {
 		env.deadline = d.UnixNano()
 	}
