@@ -800,3 +800,20 @@ func TestExecRunsInActor(t *testing.T) {
 		t.Fatalf("exec on zero ref: %v", err)
 	}
 }
+
+func TestReserveRef(t *testing.T) {
+	sys := newSystem(t)
+	ctx := context.Background()
+	r := sys.ReserveRef()
+	got, err := sys.Spawn(ctx, &probe{}, actor.Options{Ref: r})
+	if err != nil || got != r {
+		t.Fatalf("spawn with reserved ref = %v, %v", got, err)
+	}
+	if _, err := sys.Spawn(ctx, &probe{}, actor.Options{Ref: r}); !errors.Is(err, actor.ErrInvalidOption) {
+		t.Fatalf("reusing a live ref: %v", err)
+	}
+	forged := actor.Ref{Node: "test", ID: r.ID + 1000, Incarnation: r.Incarnation}
+	if _, err := sys.Spawn(ctx, &probe{}, actor.Options{Ref: forged}); !errors.Is(err, actor.ErrInvalidOption) {
+		t.Fatalf("unreserved ref: %v", err)
+	}
+}

@@ -98,6 +98,16 @@ type Options struct {
 	// ShutdownTimeout bounds how long Stop waits for Terminate before it
 	// abandons the actor. Zero means DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
+	// Ref, if set, is the Ref the actor gets: one returned by ReserveRef on
+	// this system and not used before. It lets a caller publish where an
+	// actor will run (in etcd, say) before the actor starts.
+	Ref Ref
+}
+
+// ReserveRef returns a Ref no actor of this system has or will get, for
+// Options.Ref.
+func (s *System) ReserveRef() Ref {
+	return Ref{Node: s.node, ID: s.ids.Add(1), Incarnation: s.incarnation}
 }
 
 // Spawn starts an actor. If the actor is an Initializer, Init runs in the
@@ -118,9 +128,15 @@ func (s *System) Spawn(ctx context.Context, a Actor, opts Options) (Ref, error) 
 		return Ref{}, fmt.Errorf("%w: MailboxSize %d and ShutdownTimeout %v must not be negative",
 			ErrInvalidOption, opts.MailboxSize, opts.ShutdownTimeout)
 	}
+	ref := opts.Ref
+	if ref.IsZero() {
+		ref = s.ReserveRef()
+	} else if ref.Node != s.node || ref.Incarnation != s.incarnation || ref.ID == 0 || ref.ID > s.ids.Load() {
+		return Ref{}, fmt.Errorf("%w: Ref %v was not reserved on this system", ErrInvalidOption, ref)
+	}
 	p := &process{
 		sys:      s,
-		ref:      Ref{Node: s.node, ID: s.ids.Add(1), Incarnation: s.incarnation},
+		ref:      ref,
 		actor:    a,
 		limit:    int64(opts.MailboxSize),
 		failFast: opts.WhenFull == FailFast,
@@ -135,7 +151,9 @@ func (s *System) Spawn(ctx context.Context, a Actor, opts Options) (Ref, error) 
 	p.term, _ = a.(Terminator)
 	p.ctx.p = p
 	p.state.Store(stateRunning) // messages queue without scheduling until Init is done
-	s.procs.Store(p.ref.ID, p)
+	if _, taken := s.procs.LoadOrStore(p.ref.ID, p); taken {
+		return Ref{}, fmt.Errorf("%w: Ref %v is in use", ErrInvalidOption, ref)
+	}
 	s.live.Add(1)
 	if opts.Name != "" {
 		if err := s.register(opts.Name, p); err != nil {
