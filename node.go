@@ -54,6 +54,8 @@ type Node struct {
 	mu          sync.Mutex
 	leaderships map[*election.Leadership]struct{}
 	roots       []*supervisor.Ref // started by Supervise; stopped first by Stop
+	kinds       map[string]supervisor.Factory
+	dsups       map[string]*supervisor.Distributed
 	stopped     bool
 	stopErr     error
 	stopDone    chan struct{}
@@ -177,7 +179,10 @@ func (n *Node) ping(ctx context.Context, endpoints []string) error {
 // epoch is taken over; a key of another live instance is ErrDuplicateNode.
 func (n *Node) claimMember(ctx context.Context, ep *lease.Epoch) error {
 	key := ring.MemberKey(n.cfg.Prefix, n.cfg.NodeID)
-	val, err := ring.EncodeMember(n.member)
+	n.mu.Lock()
+	member := n.member
+	n.mu.Unlock()
+	val, err := ring.EncodeMember(member)
 	if err != nil {
 		return err
 	}
@@ -197,11 +202,11 @@ func (n *Node) claimMember(ctx context.Context, ep *lease.Epoch) error {
 	}
 	kv := kvs[0]
 	old, derr := ring.DecodeMember(kv.Value)
-	if derr != nil || !old.StartedAt.Equal(n.member.StartedAt) {
+	if derr != nil || !old.StartedAt.Equal(member.StartedAt) {
 		return fmt.Errorf("%w: %q (started %v) — choose another NodeID, or wait up to the lease TTL if that node is dead",
 			ErrDuplicateNode, n.cfg.NodeID, old.StartedAt)
 	}
-	if clientv3.LeaseID(kv.Lease) == ep.ID() {
+	if clientv3.LeaseID(kv.Lease) == ep.ID() && string(kv.Value) == string(val) {
 		return nil
 	}
 	resp, err = n.client.Txn(ctx).
@@ -359,13 +364,25 @@ func (n *Node) Stop(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("resign %s: %w", l.Key(), err))
 		}
 	}
-	if err := n.sys.Shutdown(ctx); err != nil {
-		errs = append(errs, err)
-	}
+	// Leave the ring first, so the others place this node's distributed
+	// children on themselves, then hand those children off.
 	if _, err := n.client.Txn(ctx).
 		If(clientv3.Compare(clientv3.LeaseValue(ring.MemberKey(n.cfg.Prefix, n.cfg.NodeID)), "=", n.session.Current().ID())).
 		Then(clientv3.OpDelete(ring.MemberKey(n.cfg.Prefix, n.cfg.NodeID))).Commit(); err != nil {
 		errs = append(errs, fmt.Errorf("delete member key: %w", err))
+	}
+	n.mu.Lock()
+	dsups := make([]*supervisor.Distributed, 0, len(n.dsups))
+	for _, d := range n.dsups {
+		dsups = append(dsups, d)
+	}
+	n.mu.Unlock()
+	for _, d := range dsups {
+		d.Drain(ctx)
+		d.Stop(ctx)
+	}
+	if err := n.sys.Shutdown(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	if err := n.teardown(ctx); err != nil {
 		errs = append(errs, err)

@@ -1,0 +1,90 @@
+package cohort
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/cohort-go/cohort/ring"
+	"github.com/cohort-go/cohort/supervisor"
+)
+
+// RegisterKind registers a factory under a kind name on this node and
+// publishes the kind in the node's member key, so distributed supervisors
+// place children of that kind here. Register the same kinds on every node
+// that should run them. It fails on an empty kind or a nil factory.
+func (n *Node) RegisterKind(kind string, f supervisor.Factory) error {
+	if kind == "" || f == nil {
+		return fmt.Errorf("%w: RegisterKind needs a kind name and a factory", ErrInvalidConfig)
+	}
+	n.mu.Lock()
+	if n.kinds == nil {
+		n.kinds = make(map[string]supervisor.Factory)
+	}
+	n.kinds[kind] = f
+	kinds := make([]string, 0, len(n.kinds))
+	for k := range n.kinds {
+		kinds = append(kinds, k)
+	}
+	slices.Sort(kinds)
+	n.mu.Unlock()
+	return n.updateMember(func(m *ring.Member) { m.Kinds = mergeSorted(m.Kinds, kinds) })
+}
+
+// updateMember changes the node's member record and re-puts its key under
+// the current lease epoch.
+func (n *Node) updateMember(change func(*ring.Member)) error {
+	n.mu.Lock()
+	change(&n.member)
+	n.mu.Unlock()
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.DialTimeout)
+	defer cancel()
+	return n.claimMember(ctx, n.session.Current())
+}
+
+func (n *Node) kind(name string) (supervisor.Factory, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	f, ok := n.kinds[name]
+	return f, ok
+}
+
+// DistributedSupervisor returns the distributed supervisor of that name on
+// this node, starting it on first use with opts (later calls ignore opts).
+// Start it on every node that should take part, with the same options.
+func (n *Node) DistributedSupervisor(ctx context.Context, name string, opts supervisor.DistributedOptions) (*supervisor.Distributed, error) {
+	n.mu.Lock()
+	if n.stopped {
+		n.mu.Unlock()
+		return nil, ErrStopped
+	}
+	if d, ok := n.dsups[name]; ok {
+		n.mu.Unlock()
+		return d, nil
+	}
+	n.mu.Unlock()
+	d, err := supervisor.StartDistributed(ctx, supervisor.Cluster{
+		NodeID: n.cfg.NodeID, Prefix: n.cfg.Prefix, Client: n.client, Session: n.session,
+		Ring: n.ring, System: n.sys, Kind: n.kind, Logger: n.log,
+	}, name, opts)
+	if err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if other, ok := n.dsups[name]; ok {
+		go d.Stop(context.Background())
+		return other, nil
+	}
+	if n.dsups == nil {
+		n.dsups = make(map[string]*supervisor.Distributed)
+	}
+	n.dsups[name] = d
+	return d, nil
+}
+
+func mergeSorted(a, b []string) []string {
+	out := append(slices.Clone(a), b...)
+	slices.Sort(out)
+	return slices.Compact(out)
+}

@@ -1,0 +1,469 @@
+package cohort_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cohort-go/cohort"
+	"github.com/cohort-go/cohort/actor"
+	"github.com/cohort-go/cohort/internal/etcdtest"
+	"github.com/cohort-go/cohort/supervisor"
+)
+
+// dcounter is a distributed child: it counts "incr" calls, crashes on
+// "crash", exits normally on "done", and hands its count off on a move.
+type dcounter struct {
+	id string
+	n  int
+}
+
+func (c *dcounter) Init(_ *actor.Context, args any) error {
+	ia := args.(supervisor.InitArgs)
+	c.id = ia.ID
+	if ia.Handoff != nil {
+		n, err := strconv.Atoi(string(ia.Handoff))
+		if err != nil {
+			return err
+		}
+		c.n = n
+	}
+	return nil
+}
+
+func (c *dcounter) HandleCall(ctx *actor.Context, msg any) (any, error) {
+	switch msg {
+	case "incr":
+		c.n++
+		return c.n, nil
+	case "get":
+		return c.n, nil
+	case "node":
+		return ctx.Self().Node, nil
+	case "crash":
+		panic("counter " + c.id + " crashed")
+	case "done":
+		ctx.Stop(actor.Normal)
+		return c.n, nil
+	}
+	return nil, actor.ErrUnhandled
+}
+
+func (c *dcounter) Handoff(*actor.Context) ([]byte, error) { return []byte(strconv.Itoa(c.n)), nil }
+
+type dnode struct {
+	*cohort.Node
+	sup *supervisor.Distributed
+}
+
+func startDNode(t testing.TB, cl *etcdtest.Cluster, id string, endpoints []string, opts supervisor.DistributedOptions) dnode {
+	t.Helper()
+	if endpoints == nil {
+		endpoints = cl.Endpoints()
+	}
+	n := startNode(t, cohort.Config{NodeID: id, Endpoints: endpoints, LeaseTTL: 2 * time.Second})
+	if err := n.RegisterKind("counter", func() actor.Actor { return &dcounter{} }); err != nil {
+		t.Fatal(err)
+	}
+	d, err := n.DistributedSupervisor(context.Background(), "users", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dnode{n, d}
+}
+
+// waitAllRunning waits until every child in ids runs exactly once in the
+// cluster, as of one revision, and returns where each runs.
+func waitAllRunning(t testing.TB, d *supervisor.Distributed, ids []string, within time.Duration) map[string]string {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		cs, err := d.WhichChildren(context.Background())
+		if err == nil {
+			where := map[string]string{}
+			for _, c := range cs {
+				if c.Status == supervisor.StatusRunning {
+					where[c.ID] = c.Node
+				}
+			}
+			all := true
+			for _, id := range ids {
+				if where[id] == "" {
+					all = false
+				}
+			}
+			if all {
+				return where
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("children not all running within %v: %+v %v", within, cs, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func startCounters(t testing.TB, d *supervisor.Distributed, n int) []string {
+	t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("user-%03d", i)
+		if _, _, err := d.StartChild(context.Background(), supervisor.ChildSpec{ID: ids[i], Kind: "counter"}); err != nil {
+			t.Fatalf("start %s: %v", ids[i], err)
+		}
+	}
+	return ids
+}
+
+func TestDistributedPlacementAndCalls(t *testing.T) {
+	cl := etcdtest.Start(t)
+	var nodes []dnode
+	for _, id := range []string{"a", "b", "c"} {
+		nodes = append(nodes, startDNode(t, cl, id, nil, supervisor.DistributedOptions{}))
+	}
+	waitMembers(t, nodes[0].Node, "a", "b", "c")
+	ids := startCounters(t, nodes[0].sup, 30)
+	where := waitAllRunning(t, nodes[1].sup, ids, 10*time.Second)
+	perNode := map[string]int{}
+	for _, id := range ids {
+		perNode[where[id]]++
+		if want, _ := nodes[2].sup.NodeFor(id); want != where[id] {
+			t.Errorf("%s runs on %s, ring says %s", id, where[id], want)
+		}
+	}
+	if len(perNode) != 3 {
+		t.Fatalf("children on %d nodes, want 3: %v", len(perNode), perNode)
+	}
+	ctx := context.Background()
+	// Any node reaches any child by id, wherever it runs.
+	for i, id := range ids {
+		from := nodes[i%3].sup
+		v, err := from.Call(ctx, id, "incr")
+		if err != nil || v != 1 {
+			t.Fatalf("call %s from node %d = %v, %v", id, i%3, v, err)
+		}
+		on, err := from.Call(ctx, id, "node")
+		if err != nil || on != where[id] {
+			t.Fatalf("%s answered from %v (%v), placed on %s", id, on, err, where[id])
+		}
+	}
+	total := 0
+	for _, n := range nodes {
+		total += len(n.sup.LocalChildren())
+	}
+	if total != len(ids) {
+		t.Fatalf("%d local children across nodes, want %d", total, len(ids))
+	}
+	if _, _, err := nodes[0].sup.StartChild(ctx, supervisor.ChildSpec{ID: ids[0], Kind: "counter"}); !errors.Is(err, supervisor.ErrAlreadyStarted) {
+		t.Fatalf("duplicate start: %v", err)
+	}
+	if _, _, err := nodes[0].sup.StartChild(ctx, supervisor.ChildSpec{ID: "x", Kind: "nobody-has-this"}); !errors.Is(err, supervisor.ErrUnknownKind) {
+		t.Fatalf("unknown kind: %v", err)
+	}
+	if _, _, err := nodes[0].sup.StartChild(ctx, supervisor.ChildSpec{ID: "bad/id", Kind: "counter"}); !errors.Is(err, supervisor.ErrInvalidSpec) {
+		t.Fatalf("bad id: %v", err)
+	}
+	if err := nodes[1].sup.TerminateChild(ctx, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nodes[2].sup.Call(ctx, ids[0], "get"); !errors.Is(err, supervisor.ErrChildNotFound) {
+		t.Fatalf("call to terminated child: %v", err)
+	}
+	n, err := nodes[0].sup.CountChildren(ctx)
+	if err != nil || n.Specs != len(ids)-1 || n.Running != len(ids)-1 {
+		t.Fatalf("counts %+v, %v", n, err)
+	}
+}
+
+// A node that dies (cut off from etcd) loses its children; they run on the
+// survivors once its lease is gone, each exactly once.
+func TestDistributedFailover(t *testing.T) {
+	cl := etcdtest.Start(t)
+	proxy := etcdtest.NewProxy(t, cl.Endpoints()[0])
+	a := startDNode(t, cl, "a", nil, supervisor.DistributedOptions{})
+	b := startDNode(t, cl, "b", nil, supervisor.DistributedOptions{})
+	victim := startDNode(t, cl, "victim", []string{proxy.Addr()}, supervisor.DistributedOptions{})
+	waitMembers(t, a.Node, "a", "b", "victim")
+	ids := startCounters(t, a.sup, 30)
+	where := waitAllRunning(t, a.sup, ids, 10*time.Second)
+	onVictim := 0
+	for _, id := range ids {
+		if where[id] == "victim" {
+			onVictim++
+		}
+	}
+	if onVictim == 0 {
+		t.Fatal("no child on the victim")
+	}
+	proxy.Cut()
+	died := time.Now()
+	deadline := died.Add(2*time.Second + 5*time.Second)
+	for {
+		cs, err := a.sup.WhichChildren(context.Background())
+		if err == nil {
+			ok := len(cs) == len(ids)
+			for _, c := range cs {
+				if c.Status != supervisor.StatusRunning || c.Node == "victim" {
+					ok = false
+				}
+			}
+			if ok {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("children not back on survivors by TTL+5s: %+v", cs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("%d children of the dead node running elsewhere %v after its death", onVictim, time.Since(died))
+	// The victim fenced itself: none of its children still runs there.
+	if n := len(victim.sup.LocalChildren()); n != 0 {
+		t.Fatalf("victim still runs %d children", n)
+	}
+	for _, id := range ids {
+		if _, err := b.sup.Call(context.Background(), id, "get"); err != nil {
+			t.Fatalf("call %s after failover: %v", id, err)
+		}
+	}
+	// The victim is cut off: its Stop gives up on etcd quickly.
+	quick, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	victim.Stop(quick)
+}
+
+// A joining node takes its share; moved children keep their state through
+// Handoff, and calls made during the moves are not lost.
+func TestDistributedJoinMovesWithHandoff(t *testing.T) {
+	cl := etcdtest.Start(t)
+	opts := supervisor.DistributedOptions{StableWindow: 100 * time.Millisecond}
+	a := startDNode(t, cl, "a", nil, opts)
+	b := startDNode(t, cl, "b", nil, opts)
+	waitMembers(t, a.Node, "a", "b")
+	ids := startCounters(t, a.sup, 40)
+	waitAllRunning(t, a.sup, ids, 10*time.Second)
+	ctx := context.Background()
+	for _, id := range ids {
+		if _, err := b.sup.Call(ctx, id, "incr"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Keep calling while c joins and children move.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var callErr error
+	var mu sync.Mutex
+	counts := map[string]int{}
+	for _, id := range ids {
+		counts[id] = 1
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			id := ids[i%len(ids)]
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_, err := a.sup.Call(cctx, id, "incr")
+			cancel()
+			mu.Lock()
+			if err != nil && callErr == nil {
+				callErr = fmt.Errorf("incr %s: %w", id, err)
+			}
+			if err == nil {
+				counts[id]++
+			}
+			mu.Unlock()
+		}
+	}()
+	c := startDNode(t, cl, "c", nil, opts)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		moved := len(c.sup.LocalChildren())
+		settled := true
+		for _, id := range ids {
+			if want, _ := a.sup.NodeFor(id); want == "c" {
+				if r, err := a.sup.Whereis(id); err != nil || r.Node != "c" {
+					settled = false
+				}
+			}
+		}
+		if moved > 0 && settled {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("join did not converge: c runs %d", moved)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if callErr != nil {
+		t.Fatalf("a call during the moves failed: %v", callErr)
+	}
+	for _, id := range ids {
+		v, err := b.sup.Call(ctx, id, "get")
+		if err != nil || v != counts[id] {
+			t.Fatalf("%s = %v (%v) after moves, want %d: state lost", id, v, err, counts[id])
+		}
+	}
+}
+
+// A node's graceful stop drains its children to the others with state.
+func TestDistributedGracefulStopDrains(t *testing.T) {
+	cl := etcdtest.Start(t)
+	a := startDNode(t, cl, "a", nil, supervisor.DistributedOptions{})
+	b := startDNode(t, cl, "b", nil, supervisor.DistributedOptions{})
+	waitMembers(t, a.Node, "a", "b")
+	ids := startCounters(t, a.sup, 20)
+	where := waitAllRunning(t, a.sup, ids, 10*time.Second)
+	ctx := context.Background()
+	for _, id := range ids {
+		for range 3 {
+			if _, err := a.sup.Call(ctx, id, "incr"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	stopped := time.Now()
+	if err := b.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitAllRunning(t, a.sup, ids, 5*time.Second)
+	t.Logf("drained in %v", time.Since(stopped))
+	for _, id := range ids {
+		v, err := a.sup.Call(ctx, id, "get")
+		if err != nil || v != 3 {
+			t.Fatalf("%s (was on %s) = %v, %v after drain; want 3", id, where[id], v, err)
+		}
+	}
+}
+
+func TestDistributedRestartTypes(t *testing.T) {
+	cl := etcdtest.Start(t)
+	a := startDNode(t, cl, "a", nil, supervisor.DistributedOptions{ClusterMaxRestarts: 2,
+		Intensity: supervisor.Intensity{MaxRestarts: 1, Period: time.Minute}})
+	ctx := context.Background()
+	// Permanent: a crash restarts it (fresh state).
+	if _, _, err := a.sup.StartChild(ctx, supervisor.ChildSpec{ID: "perm", Kind: "counter"}); err != nil {
+		t.Fatal(err)
+	}
+	a.sup.Call(ctx, "perm", "incr")
+	before, _ := a.sup.Whereis("perm")
+	a.sup.Call(ctx, "perm", "crash")
+	if v, err := a.sup.Call(ctx, "perm", "get"); err != nil || v != 0 {
+		t.Fatalf("permanent after crash = %v, %v", v, err)
+	}
+	if after, _ := a.sup.Whereis("perm"); after == before {
+		t.Fatal("restarted child kept its Ref")
+	}
+	// Transient exiting normally: spec deleted.
+	if _, _, err := a.sup.StartChild(ctx, supervisor.ChildSpec{ID: "trans", Kind: "counter", Restart: supervisor.Transient}); err != nil {
+		t.Fatal(err)
+	}
+	a.sup.Call(ctx, "trans", "done")
+	waitGone(t, a.sup, "trans")
+	// Temporary crashing: not restarted, spec deleted.
+	if _, _, err := a.sup.StartChild(ctx, supervisor.ChildSpec{ID: "temp", Kind: "counter", Restart: supervisor.Temporary}); err != nil {
+		t.Fatal(err)
+	}
+	a.sup.Call(ctx, "temp", "crash")
+	waitGone(t, a.sup, "temp")
+	// Crash loop: more than 1 restart a minute, twice, marks it failed.
+	if _, _, err := a.sup.StartChild(ctx, supervisor.ChildSpec{ID: "loop", Kind: "counter"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := a.sup.Call(cctx, "loop", "crash")
+		cancel()
+		if errors.Is(err, supervisor.ErrChildFailed) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("crash loop never marked failed; last %v", err)
+		}
+	}
+	cs, _ := a.sup.WhichChildren(ctx)
+	for _, c := range cs {
+		if c.ID == "loop" && (c.Status != supervisor.StatusFailed || c.Failures != 2) {
+			t.Fatalf("loop child %+v", c)
+		}
+	}
+}
+
+func waitGone(t *testing.T, d *supervisor.Distributed, id string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := d.Whereis(id); errors.Is(err, supervisor.ErrChildNotFound) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still has a spec", id)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Many nodes calling FindOrStart for one id at once get one instance.
+func TestDistributedFindOrStartRace(t *testing.T) {
+	cl := etcdtest.Start(t)
+	var nodes []dnode
+	for _, id := range []string{"a", "b", "c"} {
+		nodes = append(nodes, startDNode(t, cl, id, nil, supervisor.DistributedOptions{}))
+	}
+	waitMembers(t, nodes[0].Node, "a", "b", "c")
+	ctx := context.Background()
+	refs := make(chan actor.Ref, 30)
+	var wg sync.WaitGroup
+	for i := range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ref, err := nodes[i%3].sup.FindOrStart(ctx, supervisor.ChildSpec{ID: "ring-7", Kind: "counter"})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			refs <- ref
+		}()
+	}
+	wg.Wait()
+	close(refs)
+	var first actor.Ref
+	for r := range refs {
+		if first.IsZero() {
+			first = r
+		}
+		if r != first {
+			t.Fatalf("two instances: %v and %v", first, r)
+		}
+	}
+	n, _ := nodes[0].sup.CountChildren(ctx)
+	if n.Specs != 1 || n.Running != 1 {
+		t.Fatalf("counts %+v", n)
+	}
+}
+
+// Specs survive a full stop of every node while etcd keeps its data.
+func TestDistributedSpecsSurviveFullRestart(t *testing.T) {
+	cl := etcdtest.Start(t)
+	a := startDNode(t, cl, "a", nil, supervisor.DistributedOptions{})
+	ids := startCounters(t, a.sup, 10)
+	waitAllRunning(t, a.sup, ids, 5*time.Second)
+	if err := a.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a2 := startDNode(t, cl, "a2", nil, supervisor.DistributedOptions{})
+	waitAllRunning(t, a2.sup, ids, 5*time.Second)
+}

@@ -1,0 +1,298 @@
+package supervisor
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cohort-go/cohort/actor"
+	"github.com/cohort-go/cohort/lease"
+	"github.com/cohort-go/cohort/ring"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// Factory makes a fresh behaviour of a kind. Every node that can run a kind
+// registers the same factory under the same name.
+type Factory func() actor.Actor
+
+// ChildSpec describes a child of a distributed supervisor. It is stored in
+// etcd, so it holds data, not functions: the behaviour comes from the kind
+// registered on the node that runs the child.
+type ChildSpec struct {
+	// ID names the child in the supervisor, cluster-wide. Empty means one
+	// is generated and returned. A valid actor name without '/'.
+	ID string `json:"id"`
+	// Kind names the registered factory. Required.
+	Kind string `json:"kind"`
+	// Args are the encoded arguments; Init receives them in InitArgs.
+	Args []byte `json:"args,omitempty"`
+	// Restart is the restart type. Default Permanent. Temporary children
+	// never move and are not restarted anywhere; transient children that
+	// exit normally are removed.
+	Restart Restart `json:"restart,omitempty"`
+	// Shutdown is the child's shutdown timeout (or BrutalKill). Zero means
+	// DefaultWorkerShutdown.
+	Shutdown time.Duration `json:"shutdown,omitempty"`
+	// Node pins the child to one node: it runs only there, never moves, and
+	// waits while that node is down.
+	Node string `json:"node,omitempty"`
+}
+
+// InitArgs is what a distributed child's Init receives as its args.
+type InitArgs struct {
+	// ID is the child's id in its supervisor.
+	ID string
+	// Args are the spec's encoded arguments.
+	Args []byte
+	// Handoff is the state the previous instance handed off on a planned
+	// move, or nil.
+	Handoff []byte
+}
+
+// Handoffer is implemented by children that carry state across a planned
+// move (a rebalance, or the graceful stop of their node). Handoff runs in
+// the child's goroutine just before it stops; the bytes reach the next
+// instance's Init in InitArgs.Handoff. A child that is not a Handoffer, or
+// that is moved because its node died, starts from its Args alone.
+type Handoffer interface {
+	Handoff(ctx *actor.Context) ([]byte, error)
+}
+
+// ErrMoved is the exit reason of a child stopped to move to another node.
+// Calls that were queued to it and not handled are retried on the new
+// instance by Distributed.Call.
+var ErrMoved = errors.New("supervisor: child moved to another node")
+
+// Distributed errors.
+var (
+	// ErrUnknownKind: no live eligible node offers the spec's kind.
+	ErrUnknownKind = errors.New("supervisor: no live node offers this kind")
+	// ErrAlreadyStarted: a child with this id exists; the error is an
+	// *AlreadyStartedError carrying its Ref when it runs.
+	ErrAlreadyStarted = errors.New("supervisor: child already started")
+	// ErrChildFailed: the child exceeded its restart intensity on nodes of
+	// the cluster ClusterMaxRestarts times and is no longer started.
+	ErrChildFailed = errors.New("supervisor: child failed (cluster-wide restart limit)")
+	// ErrNotRunning: the child exists but has no running instance now.
+	ErrNotRunning = errors.New("supervisor: child not running")
+	// ErrSupervisorStopped: the distributed supervisor has stopped.
+	ErrSupervisorStopped = errors.New("supervisor: distributed supervisor stopped")
+)
+
+// AlreadyStartedError carries the Ref of an existing child.
+type AlreadyStartedError struct {
+	ID  string
+	Ref actor.Ref
+}
+
+func (e *AlreadyStartedError) Error() string {
+	return fmt.Sprintf("supervisor: child %q already started (%v)", e.ID, e.Ref)
+}
+
+// Is makes errors.Is(err, ErrAlreadyStarted) hold.
+func (e *AlreadyStartedError) Is(target error) bool { return target == ErrAlreadyStarted }
+
+// BalanceMode says when children move after the ring changes.
+type BalanceMode uint8
+
+const (
+	// BalanceAuto moves children whose ring owner changed, once membership
+	// has been stable for StableWindow. The default.
+	BalanceAuto BalanceMode = iota
+	// BalanceManual moves nothing until Rebalance is called. Children of a
+	// dead node are still restarted elsewhere.
+	BalanceManual
+)
+
+// DistributedOptions configure a distributed supervisor. The zero value
+// works.
+type DistributedOptions struct {
+	// Balance is BalanceAuto (default) or BalanceManual.
+	Balance BalanceMode
+	// Locator overrides the consistent-hash placement: it picks the node
+	// for a child id among the eligible nodes (sorted ids). It must be a
+	// pure function, the same on every node.
+	Locator func(id string, nodes []string) string
+	// MaxChildren bounds the number of children (best effort under
+	// concurrent starts). Zero means no bound.
+	MaxChildren int
+	// MoveBatch is how many children one node moves at a time. Default 64.
+	MoveBatch int
+	// StableWindow is how long membership must be unchanged before joins
+	// move children. Default 1s.
+	StableWindow time.Duration
+	// Nodes, if set, restricts placement to these node ids.
+	Nodes []string
+	// Role, if set, restricts placement to nodes offering this role.
+	Role string
+	// Intensity bounds local restarts of one child. Default 3 in 5s.
+	Intensity Intensity
+	// ClusterMaxRestarts is how many times a child may exceed Intensity,
+	// on any nodes, before it is marked failed and no longer started.
+	// Default 3.
+	ClusterMaxRestarts int
+	// Listener, if set, receives every event; it must not block.
+	Listener func(DistEvent)
+	// Logger receives events. Default: the system's logger.
+	Logger *zap.Logger
+}
+
+// DistEventType names a distributed supervisor event.
+type DistEventType uint8
+
+const (
+	// NodeUp: a node joined the cluster.
+	NodeUp DistEventType = iota + 1
+	// NodeDown: a node left the cluster.
+	NodeDown
+	// DistChildStarted: a child started on this node.
+	DistChildStarted
+	// DistChildStopped: a child stopped on this node (Reason says why).
+	DistChildStopped
+	// DistChildMoved: a child started on this node with state handed off
+	// by its previous node.
+	DistChildMoved
+	// DistChildFailed: a child hit the cluster-wide restart limit.
+	DistChildFailed
+)
+
+func (t DistEventType) String() string {
+	switch t {
+	case NodeUp:
+		return "node_up"
+	case NodeDown:
+		return "node_down"
+	case DistChildStarted:
+		return "child_started"
+	case DistChildStopped:
+		return "child_stopped"
+	case DistChildMoved:
+		return "child_moved"
+	case DistChildFailed:
+		return "child_failed"
+	}
+	return fmt.Sprintf("dist_event(%d)", uint8(t))
+}
+
+// DistEvent is an event of a distributed supervisor, seen on one node.
+type DistEvent struct {
+	Type       DistEventType
+	Supervisor string
+	Node       string // the node the event happened on, or the node up/down
+	ChildID    string
+	Ref        actor.Ref
+	Reason     error
+	Time       time.Time
+}
+
+// Cluster is what a distributed supervisor needs of its node. cohort.Node
+// provides it.
+type Cluster struct {
+	NodeID  string
+	Prefix  string
+	Client  *clientv3.Client
+	Session *lease.Session
+	Ring    *ring.Ring
+	System  *actor.System
+	// Kind returns the factory registered under a kind on this node.
+	Kind   func(kind string) (Factory, bool)
+	Logger *zap.Logger
+}
+
+// ChildStatus is the state of a distributed child.
+type ChildStatus string
+
+const (
+	// StatusRunning: an instance runs (or is starting) on Node.
+	StatusRunning ChildStatus = "running"
+	// StatusPending: no instance runs now (being placed, moving, or its
+	// node is down).
+	StatusPending ChildStatus = "pending"
+	// StatusFailed: the child hit the cluster-wide restart limit.
+	StatusFailed ChildStatus = "failed"
+)
+
+// DistChildInfo describes one child, as WhichChildren reports it.
+type DistChildInfo struct {
+	ID       string
+	Kind     string
+	Restart  Restart
+	Status   ChildStatus
+	Node     string    // where it runs; empty when pending
+	Ref      actor.Ref // zero when pending
+	Failures int       // times it exceeded its restart intensity
+	Reason   string    // last failure reason
+}
+
+// DistCounts is what CountChildren reports.
+type DistCounts struct {
+	Specs   int
+	Running int
+	Pending int
+	Failed  int
+}
+
+// owner is the value of an owner key.
+type owner struct {
+	Node string    `json:"node"`
+	Ref  actor.Ref `json:"ref"`
+}
+
+// status is the value of a status key.
+type status struct {
+	Failures int    `json:"failures"`
+	Failed   bool   `json:"failed,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+	Node     string `json:"node,omitempty"`
+}
+
+// keys of one distributed supervisor under <prefix>/sup/<name>/.
+type keys struct{ root string }
+
+func (k keys) spec(id string) string    { return k.root + "specs/" + id }
+func (k keys) owner(id string) string   { return k.root + "owners/" + id }
+func (k keys) status(id string) string  { return k.root + "status/" + id }
+func (k keys) handoff(id string) string { return k.root + "handoff/" + id }
+
+// idOf returns the id of a key under sub ("specs/", "owners/"...).
+func (k keys) idOf(key, sub string) (string, bool) {
+	p := k.root + sub
+	if !strings.HasPrefix(key, p) {
+		return "", false
+	}
+	return key[len(p):], true
+}
+
+func validateID(id string) error {
+	if err := actor.ValidateName(id); err != nil {
+		return fmt.Errorf("%w: child id: %w", ErrInvalidSpec, err)
+	}
+	if strings.Contains(id, "/") {
+		return fmt.Errorf("%w: child id %q contains '/'", ErrInvalidSpec, id)
+	}
+	return nil
+}
+
+func (s ChildSpec) validate() error {
+	if err := validateID(s.ID); err != nil {
+		return err
+	}
+	if s.Kind == "" {
+		return fmt.Errorf("%w: child %q has no kind", ErrInvalidSpec, s.ID)
+	}
+	if s.Restart > Temporary {
+		return fmt.Errorf("%w: child %q has unknown restart type %d", ErrInvalidSpec, s.ID, s.Restart)
+	}
+	if s.Shutdown < 0 && s.Shutdown != BrutalKill {
+		return fmt.Errorf("%w: child %q has negative shutdown %v (use BrutalKill)", ErrInvalidSpec, s.ID, s.Shutdown)
+	}
+	return nil
+}
+
+func decode[T any](b []byte) (T, bool) {
+	var v T
+	return v, json.Unmarshal(b, &v) == nil
+}

@@ -1,0 +1,696 @@
+package supervisor
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cohort-go/cohort/actor"
+	"github.com/cohort-go/cohort/internal/mirror"
+	"github.com/cohort-go/cohort/lease"
+	"github.com/cohort-go/cohort/ring"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// Distributed is a distributed dynamic supervisor: the same name runs on
+// every node, children are placed on the consistent-hash ring over the
+// nodes that can run them, their specs are kept in etcd, and at most one
+// instance of a child runs anywhere. Each node reconciles on its own: it
+// claims and starts the children the ring gives it, moves away those the
+// ring gives another node, and restarts those of a dead node once its
+// lease is gone.
+type Distributed struct {
+	name string
+	c    Cluster
+	o    DistributedOptions
+	k    keys
+	log  *zap.Logger
+	m    *mirror.Mirror
+
+	mu        sync.Mutex
+	local     map[string]*localChild
+	dirty     map[string]struct{}
+	exits     []actor.Down
+	full      bool
+	rebalance []chan struct{}
+	ringAt    time.Time // last membership change
+	draining  bool
+
+	kick   chan struct{}
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type localChild struct {
+	spec     ChildSpec
+	ref      actor.Ref
+	lease    clientv3.LeaseID
+	restarts []time.Time
+	stopping bool
+}
+
+// StartDistributed starts the distributed supervisor name on this node. Run
+// it on every node that should take part, with the same options.
+func StartDistributed(ctx context.Context, c Cluster, name string, o DistributedOptions) (*Distributed, error) {
+	if err := validateID(name); err != nil {
+		return nil, fmt.Errorf("%w: supervisor name", err)
+	}
+	if c.Client == nil || c.Session == nil || c.Ring == nil || c.System == nil || c.Kind == nil {
+		return nil, fmt.Errorf("%w: Cluster needs Client, Session, Ring, System and Kind", ErrInvalidSpec)
+	}
+	in, err := o.Intensity.resolve()
+	if err != nil {
+		return nil, err
+	}
+	if o.Intensity == (Intensity{}) {
+		in = Intensity{MaxRestarts: 3, Period: 5 * time.Second}
+	}
+	o.Intensity = in
+	if o.MoveBatch <= 0 {
+		o.MoveBatch = 64
+	}
+	if o.StableWindow <= 0 {
+		o.StableWindow = time.Second
+	}
+	if o.ClusterMaxRestarts <= 0 {
+		o.ClusterMaxRestarts = 3
+	}
+	if o.MaxChildren < 0 {
+		return nil, fmt.Errorf("%w: MaxChildren %d is negative", ErrInvalidSpec, o.MaxChildren)
+	}
+	log := o.Logger
+	if log == nil {
+		log = c.Logger
+	}
+	if log == nil {
+		log = c.System.Logger()
+	}
+	d := &Distributed{name: name, c: c, o: o, k: keys{root: c.Prefix + "/sup/" + name + "/"},
+		log: log.With(zap.String("dsup", name)), local: make(map[string]*localChild),
+		dirty: make(map[string]struct{}), full: true, kick: make(chan struct{}, 1)}
+	d.ctx, d.cancel = context.WithCancel(context.Background())
+	d.m, err = mirror.Start(ctx, c.Client, d.k.root, d.log, d.onUpdate)
+	if err != nil {
+		d.cancel()
+		return nil, fmt.Errorf("supervisor: distributed %q: %w", name, err)
+	}
+	changes, unsubscribe := c.Ring.Subscribe()
+	d.wg.Add(3)
+	go d.watchRing(changes, unsubscribe)
+	go d.watchEpochs()
+	go d.loop()
+	return d, nil
+}
+
+// Name returns the supervisor's name.
+func (d *Distributed) Name() string { return d.name }
+
+func (d *Distributed) poke() {
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (d *Distributed) onUpdate(u mirror.Update) {
+	d.mu.Lock()
+	if u.Reset {
+		d.full = true
+	}
+	for _, key := range u.Keys {
+		for _, sub := range []string{"specs/", "owners/", "status/"} {
+			if id, ok := d.k.idOf(key, sub); ok {
+				d.dirty[id] = struct{}{}
+			}
+		}
+	}
+	d.mu.Unlock()
+	d.poke()
+}
+
+func (d *Distributed) watchRing(changes <-chan ring.Change, unsubscribe func()) {
+	defer d.wg.Done()
+	defer unsubscribe()
+	first := true
+	for {
+		select {
+		case <-d.ctx.Done():
+			return
+		case ch, ok := <-changes:
+			if !ok {
+				return
+			}
+			d.mu.Lock()
+			d.full = true
+			if !first {
+				d.ringAt = time.Now()
+			}
+			d.mu.Unlock()
+			if !first {
+				for _, m := range ch.Joined {
+					d.emit(DistEvent{Type: NodeUp, Node: m.ID})
+				}
+				for _, m := range ch.Left {
+					d.emit(DistEvent{Type: NodeDown, Node: m.ID})
+				}
+			}
+			first = false
+			d.poke()
+			// A join moves children only after the window; look again then.
+			time.AfterFunc(d.o.StableWindow, d.poke)
+		}
+	}
+}
+
+func (d *Distributed) watchEpochs() {
+	defer d.wg.Done()
+	ep := d.c.Session.Current()
+	for {
+		select {
+		case <-d.ctx.Done():
+			return
+		case <-ep.Lost():
+		}
+		d.poke()
+		next, err := d.c.Session.Next(d.ctx, ep)
+		if err != nil {
+			return
+		}
+		ep = next
+		d.mu.Lock()
+		d.full = true
+		d.mu.Unlock()
+		d.poke()
+	}
+}
+
+func (d *Distributed) loop() {
+	defer d.wg.Done()
+	for {
+		select {
+		case <-d.ctx.Done():
+			return
+		case <-d.kick:
+		}
+		d.reconcile()
+	}
+}
+
+func (d *Distributed) emit(e DistEvent) {
+	e.Supervisor, e.Time = d.name, time.Now()
+	if e.Node == "" {
+		e.Node = d.c.NodeID
+	}
+	level := zap.InfoLevel
+	if e.Type == DistChildFailed {
+		level = zap.ErrorLevel
+	}
+	if ce := d.log.Check(level, "distributed supervisor "+e.Type.String()); ce != nil {
+		ce.Write(zap.String("child", e.ChildID), zap.String("on", e.Node), zap.Stringer("ref", e.Ref), zap.Error(e.Reason))
+	}
+	if d.o.Listener != nil {
+		d.o.Listener(e)
+	}
+}
+
+// filter is the eligibility filter for a kind under the options.
+func (d *Distributed) filter(kind string) ring.Filter {
+	key := "dsup:" + d.name + ":" + kind
+	return ring.Filter{Key: key, Match: func(m ring.Member) bool {
+		if !m.HasKind(kind) {
+			return false
+		}
+		if d.o.Role != "" && !m.HasRole(d.o.Role) {
+			return false
+		}
+		return len(d.o.Nodes) == 0 || slices.Contains(d.o.Nodes, m.ID)
+	}}
+}
+
+// place returns the node a spec belongs on at this ring snapshot.
+func (d *Distributed) place(spec ChildSpec, snap *ring.Snapshot) (string, bool) {
+	if spec.Node != "" {
+		m, ok := snap.Member(spec.Node)
+		return spec.Node, ok && d.filter(spec.Kind).Match(m)
+	}
+	f := d.filter(spec.Kind)
+	if d.o.Locator == nil {
+		return snap.NodeForAmong(spec.ID, f)
+	}
+	sub := snap.Among(f)
+	ids := sub.IDs()
+	if len(ids) == 0 {
+		return "", false
+	}
+	n := d.o.Locator(spec.ID, ids)
+	return n, slices.Contains(ids, n)
+}
+
+func (d *Distributed) specOf(id string) (ChildSpec, bool) {
+	kv, ok := d.m.Get(d.k.spec(id))
+	if !ok {
+		return ChildSpec{}, false
+	}
+	return decode[ChildSpec](kv.Value)
+}
+
+func (d *Distributed) ownerOf(id string) (owner, clientv3.LeaseID, bool) {
+	kv, ok := d.m.Get(d.k.owner(id))
+	if !ok {
+		return owner{}, 0, false
+	}
+	o, ok := decode[owner](kv.Value)
+	return o, clientv3.LeaseID(kv.Lease), ok
+}
+
+func (d *Distributed) statusOf(id string) status {
+	kv, ok := d.m.Get(d.k.status(id))
+	if !ok {
+		return status{}
+	}
+	st, _ := decode[status](kv.Value)
+	return st
+}
+
+// reconcile is one pass of the node's reconciler. Only the loop goroutine
+// runs it.
+func (d *Distributed) reconcile() {
+	ep := d.c.Session.Current()
+	if !ep.Alive() {
+		d.fence(ep.Err())
+		return
+	}
+	d.mu.Lock()
+	ids := d.dirty
+	d.dirty = make(map[string]struct{})
+	full := d.full
+	d.full = false
+	exits := d.exits
+	d.exits = nil
+	waiters := d.rebalance
+	d.rebalance = nil
+	stable := time.Since(d.ringAt) >= d.o.StableWindow
+	draining := d.draining
+	for id := range d.local {
+		ids[id] = struct{}{}
+	}
+	d.mu.Unlock()
+	if draining {
+		return
+	}
+	for _, e := range exits {
+		d.childExited(ep, e)
+	}
+	if full {
+		d.m.Range(d.k.root+"specs/", func(kv *mvccpb.KeyValue) {
+			if id, ok := d.k.idOf(string(kv.Key), "specs/"); ok {
+				ids[id] = struct{}{}
+			}
+		})
+	}
+	snap := d.c.Ring.Snapshot()
+	var claims, moves []string
+	for id := range ids {
+		spec, hasSpec := d.specOf(id)
+		own, ownLease, hasOwner := d.ownerOf(id)
+		d.mu.Lock()
+		lc := d.local[id]
+		d.mu.Unlock()
+		if !hasSpec {
+			if lc != nil {
+				d.stopLocal(id, lc, actor.Shutdown)
+				d.release(ep, id, nil)
+			} else if hasOwner && own.Node == d.c.NodeID {
+				d.release(ep, id, nil)
+			}
+			continue
+		}
+		if d.statusOf(id).Failed {
+			if lc != nil {
+				d.stopLocal(id, lc, ErrChildFailed)
+				d.release(ep, id, nil)
+			}
+			continue
+		}
+		want, ok := d.place(spec, snap)
+		if spec.Restart == Temporary && spec.Node != "" && !ok {
+			// A temporary child's node is gone: it is not restarted
+			// elsewhere. The ring owner of its id removes the spec.
+			if mine, _ := snap.NodeFor(id); mine == d.c.NodeID {
+				d.deleteSpec(id)
+			}
+			continue
+		}
+		if lc != nil {
+			movable := spec.Node == "" && spec.Restart != Temporary
+			if ok && want != d.c.NodeID && movable && ((d.o.Balance == BalanceAuto && stable) || waiters != nil) {
+				moves = append(moves, id)
+			}
+			continue
+		}
+		if !ok || want != d.c.NodeID {
+			continue
+		}
+		switch {
+		case !hasOwner:
+			claims = append(claims, id)
+		case own.Node == d.c.NodeID && ownLease != ep.ID():
+			// Ours from an earlier epoch: release it so it can be claimed.
+			d.release(ep, id, nil)
+		}
+	}
+	slices.Sort(claims)
+	d.claim(ep, claims)
+	if len(moves) > d.o.MoveBatch {
+		slices.Sort(moves)
+		moves = moves[:d.o.MoveBatch]
+		d.poke()
+	}
+	d.moveAll(ep, moves)
+	for _, w := range waiters {
+		close(w)
+	}
+}
+
+// claim takes ownership of ids (owner keys created only if absent, bound to
+// the epoch's lease, with any handed-off state taken in the same
+// transaction) and starts them.
+func (d *Distributed) claim(ep *lease.Epoch, ids []string) {
+	const batch = 32 // 3 ops per id; etcd allows 128 ops per txn by default
+	for len(ids) > 0 {
+		n := min(batch, len(ids))
+		part := ids[:n]
+		ids = ids[n:]
+		refs := make([]actor.Ref, len(part))
+		var cmps []clientv3.Cmp
+		var ops []clientv3.Op
+		for i, id := range part {
+			refs[i] = d.c.System.ReserveRef()
+			val, _ := json.Marshal(owner{Node: d.c.NodeID, Ref: refs[i]})
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(d.k.owner(id)), "=", 0))
+			ops = append(ops, clientv3.OpPut(d.k.owner(id), string(val), clientv3.WithLease(ep.ID())),
+				clientv3.OpGet(d.k.handoff(id)), clientv3.OpDelete(d.k.handoff(id)))
+		}
+		ctx, cancel := context.WithTimeout(ep.Context(), 10*time.Second)
+		resp, err := d.c.Client.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		cancel()
+		if err != nil {
+			d.log.Warn("claim failed; will retry", zap.Error(err))
+			d.markDirty(part...)
+			continue
+		}
+		if !resp.Succeeded {
+			if len(part) > 1 {
+				for _, id := range part {
+					d.claim(ep, []string{id})
+				}
+			}
+			continue
+		}
+		for i, id := range part {
+			var handoff []byte
+			if kvs := resp.Responses[3*i+1].GetResponseRange().Kvs; len(kvs) > 0 {
+				handoff = kvs[0].Value
+			}
+			spec, ok := d.specOf(id)
+			if !ok {
+				d.release(ep, id, nil)
+				continue
+			}
+			d.start(ep, spec, refs[i], handoff, nil)
+		}
+	}
+}
+
+// start spawns a child under a Ref already published in its owner key.
+func (d *Distributed) start(ep *lease.Epoch, spec ChildSpec, ref actor.Ref, handoff []byte, restarts []time.Time) {
+	f, ok := d.c.Kind(spec.Kind)
+	var err error
+	if !ok {
+		err = fmt.Errorf("%w: kind %q is not registered on node %s", ErrUnknownKind, spec.Kind, d.c.NodeID)
+	} else {
+		_, err = d.spawn(f, spec, ref, handoff)
+	}
+	lc := &localChild{spec: spec, ref: ref, lease: ep.ID(), restarts: restarts}
+	d.mu.Lock()
+	d.local[spec.ID] = lc
+	d.mu.Unlock()
+	if err != nil {
+		d.log.Warn("child failed to start", zap.String("child", spec.ID), zap.Error(err))
+		d.mu.Lock()
+		d.exits = append(d.exits, actor.Down{Ref: ref, Reason: err})
+		d.mu.Unlock()
+		d.poke()
+		return
+	}
+	d.c.System.MonitorFunc(ref, func(down actor.Down) {
+		d.mu.Lock()
+		d.exits = append(d.exits, down)
+		d.mu.Unlock()
+		d.poke()
+	})
+	t := DistChildStarted
+	if handoff != nil {
+		t = DistChildMoved
+	}
+	d.emit(DistEvent{Type: t, ChildID: spec.ID, Ref: ref})
+}
+
+func (d *Distributed) spawn(f Factory, spec ChildSpec, ref actor.Ref, handoff []byte) (_ actor.Ref, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("factory for kind %q panicked: %v", spec.Kind, r)
+		}
+	}()
+	a := f()
+	return d.c.System.Spawn(d.ctx, a, actor.Options{Ref: ref, ShutdownTimeout: Child{Shutdown: spec.Shutdown}.shutdown(),
+		Args: InitArgs{ID: spec.ID, Args: spec.Args, Handoff: handoff}})
+}
+
+// childExited applies the restart type and the intensities to a local
+// child that exited on its own.
+func (d *Distributed) childExited(ep *lease.Epoch, down actor.Down) {
+	d.mu.Lock()
+	var id string
+	var lc *localChild
+	for cid, c := range d.local {
+		if c.ref == down.Ref {
+			id, lc = cid, c
+			break
+		}
+	}
+	if lc != nil {
+		delete(d.local, id)
+	}
+	d.mu.Unlock()
+	if lc == nil || lc.stopping {
+		return
+	}
+	d.emit(DistEvent{Type: DistChildStopped, ChildID: id, Ref: down.Ref, Reason: down.Reason})
+	spec := lc.spec
+	if spec.Restart == Temporary || (spec.Restart == Transient && actor.IsNormal(down.Reason)) {
+		d.deleteSpec(id)
+		return
+	}
+	if lc.lease != ep.ID() {
+		d.markDirty(id)
+		return
+	}
+	now := time.Now()
+	recent := slices.DeleteFunc(lc.restarts, func(t time.Time) bool { return now.Sub(t) > d.o.Intensity.Period })
+	recent = append(recent, now)
+	if len(recent) > d.o.Intensity.MaxRestarts {
+		if d.countFailure(id, down.Reason) {
+			return
+		}
+		recent = nil
+	}
+	ref := d.c.System.ReserveRef()
+	val, _ := json.Marshal(owner{Node: d.c.NodeID, Ref: ref})
+	ctx, cancel := context.WithTimeout(ep.Context(), 10*time.Second)
+	resp, err := d.c.Client.Txn(ctx).
+		If(clientv3.Compare(clientv3.LeaseValue(d.k.owner(id)), "=", ep.ID())).
+		Then(clientv3.OpPut(d.k.owner(id), string(val), clientv3.WithLease(ep.ID()))).Commit()
+	cancel()
+	if err != nil || !resp.Succeeded {
+		d.markDirty(id)
+		return
+	}
+	d.start(ep, spec, ref, nil, recent)
+}
+
+// countFailure records that a child exceeded its restart intensity here;
+// it reports true when that reached the cluster-wide limit and the child
+// is now failed.
+func (d *Distributed) countFailure(id string, reason error) bool {
+	for attempt := 0; attempt < 10; attempt++ {
+		ctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
+		resp, err := d.c.Client.Get(ctx, d.k.status(id))
+		if err != nil {
+			cancel()
+			return false
+		}
+		var st status
+		var rev int64
+		if len(resp.Kvs) > 0 {
+			st, _ = decode[status](resp.Kvs[0].Value)
+			rev = resp.Kvs[0].ModRevision
+		}
+		st.Failures++
+		st.Reason, st.Node = fmt.Sprint(reason), d.c.NodeID
+		st.Failed = st.Failures >= d.o.ClusterMaxRestarts
+		val, _ := json.Marshal(st)
+		ops := []clientv3.Op{clientv3.OpPut(d.k.status(id), string(val))}
+		if st.Failed {
+			ops = append(ops, clientv3.OpDelete(d.k.owner(id)))
+		}
+		tr, err := d.c.Client.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(d.k.status(id)), "=", rev)).Then(ops...).Commit()
+		cancel()
+		if err != nil {
+			return false
+		}
+		if tr.Succeeded {
+			if st.Failed {
+				d.emit(DistEvent{Type: DistChildFailed, ChildID: id, Reason: fmt.Errorf("%w: %d times, last: %v", ErrChildFailed, st.Failures, reason)})
+			}
+			return st.Failed
+		}
+	}
+	return false
+}
+
+func (d *Distributed) markDirty(ids ...string) {
+	d.mu.Lock()
+	for _, id := range ids {
+		d.dirty[id] = struct{}{}
+	}
+	d.mu.Unlock()
+	time.AfterFunc(100*time.Millisecond, d.poke)
+}
+
+// release deletes this node's owner key of id, with handed-off state when
+// there is some, if the key is still bound to the epoch's lease.
+func (d *Distributed) release(ep *lease.Epoch, id string, handoff []byte) {
+	ops := []clientv3.Op{clientv3.OpDelete(d.k.owner(id))}
+	if handoff != nil {
+		ops = append(ops, clientv3.OpPut(d.k.handoff(id), string(handoff)))
+	}
+	ctx, cancel := context.WithTimeout(ep.Context(), 10*time.Second)
+	defer cancel()
+	if _, err := d.c.Client.Txn(ctx).If(clientv3.Compare(clientv3.LeaseValue(d.k.owner(id)), "=", ep.ID())).
+		Then(ops...).Commit(); err != nil {
+		d.log.Warn("release failed", zap.String("child", id), zap.Error(err))
+	}
+}
+
+func (d *Distributed) deleteSpec(id string) {
+	ctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
+	defer cancel()
+	if _, err := d.c.Client.Txn(ctx).Then(clientv3.OpDelete(d.k.spec(id)), clientv3.OpDelete(d.k.status(id)),
+		clientv3.OpDelete(d.k.handoff(id))).Commit(); err != nil {
+		d.log.Warn("delete spec failed", zap.String("child", id), zap.Error(err))
+	}
+}
+
+// stopLocal stops a local child by its shutdown spec and forgets it.
+func (d *Distributed) stopLocal(id string, lc *localChild, reason error) {
+	d.mu.Lock()
+	lc.stopping = true
+	delete(d.local, id)
+	d.mu.Unlock()
+	_ = d.c.System.StopTimeout(context.Background(), lc.ref, reason, Child{Shutdown: lc.spec.Shutdown}.shutdown())
+	d.emit(DistEvent{Type: DistChildStopped, ChildID: id, Ref: lc.ref, Reason: reason})
+}
+
+// moveAll hands off and releases children, a batch at a time, in parallel.
+func (d *Distributed) moveAll(ep *lease.Epoch, ids []string) {
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		d.mu.Lock()
+		lc := d.local[id]
+		if lc != nil {
+			lc.stopping = true
+			delete(d.local, id)
+		}
+		d.mu.Unlock()
+		if lc == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.move(ep, id, lc)
+		}()
+	}
+	wg.Wait()
+}
+
+// move takes the child's handoff state and stops it in one step in its own
+// goroutine, so no message is handled after the state was taken, then
+// releases the owner key with the state for the next owner.
+func (d *Distributed) move(ep *lease.Epoch, id string, lc *localChild) {
+	ctx, cancel := context.WithTimeout(d.ctx, Child{Shutdown: lc.spec.Shutdown}.shutdown())
+	defer cancel()
+	v, err := d.c.System.Exec(ctx, lc.ref, func(a actor.Actor, c *actor.Context) (any, error) {
+		defer c.Stop(ErrMoved)
+		if h, ok := a.(Handoffer); ok {
+			return h.Handoff(c)
+		}
+		return nil, nil
+	})
+	if err != nil {
+		d.log.Warn("handoff failed; the child moves without state", zap.String("child", id), zap.Error(err))
+		_ = d.c.System.StopTimeout(ctx, lc.ref, ErrMoved, Child{Shutdown: lc.spec.Shutdown}.shutdown())
+	} else {
+		_, downs := d.c.System.Monitor(lc.ref)
+		select {
+		case <-downs:
+		case <-ctx.Done():
+			_ = d.c.System.Kill(lc.ref)
+		}
+	}
+	state, _ := v.([]byte)
+	d.release(ep, id, state)
+	d.emit(DistEvent{Type: DistChildStopped, ChildID: id, Ref: lc.ref, Reason: ErrMoved})
+}
+
+// fence stops every local child at once because the lease epoch they were
+// claimed under is lost: their owner keys die with the lease, and another
+// node may start them once etcd has expired it.
+func (d *Distributed) fence(reason error) {
+	d.mu.Lock()
+	local := d.local
+	d.local = make(map[string]*localChild)
+	for _, lc := range local {
+		lc.stopping = true
+	}
+	d.mu.Unlock()
+	if len(local) == 0 {
+		return
+	}
+	why := fmt.Errorf("%w: %w", lease.ErrEpochLost, reason)
+	var wg sync.WaitGroup
+	for id, lc := range local {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = d.c.System.StopTimeout(context.Background(), lc.ref, why, Child{Shutdown: lc.spec.Shutdown}.shutdown())
+			d.emit(DistEvent{Type: DistChildStopped, ChildID: id, Ref: lc.ref, Reason: why})
+		}()
+	}
+	wg.Wait()
+}
+
+func newID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,490 @@
+package supervisor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cohort-go/cohort/actor"
+	"github.com/cohort-go/cohort/ring"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// prepare validates a spec for starting: an id is generated if empty, a
+// temporary child is pinned to the node it is placed on now, and a kind no
+// live eligible node offers fails with ErrUnknownKind.
+func (d *Distributed) prepare(spec ChildSpec) (ChildSpec, error) {
+	if d.ctx.Err() != nil {
+		return spec, ErrSupervisorStopped
+	}
+	if spec.ID == "" {
+		spec.ID = newID()
+	}
+	if err := spec.validate(); err != nil {
+		return spec, err
+	}
+	snap := d.c.Ring.Snapshot()
+	node, ok := d.place(spec, snap)
+	if !ok {
+		if spec.Node != "" {
+			return spec, fmt.Errorf("%w: kind %q on pinned node %q (is it up, and does it register the kind?)", ErrUnknownKind, spec.Kind, spec.Node)
+		}
+		return spec, fmt.Errorf("%w: kind %q (register it with RegisterKind on the nodes that should run it)", ErrUnknownKind, spec.Kind)
+	}
+	if spec.Restart == Temporary && spec.Node == "" {
+		spec.Node = node
+	}
+	if d.o.MaxChildren > 0 {
+		n := 0
+		d.m.Range(d.k.root+"specs/", func(*mvccpb.KeyValue) { n++ })
+		if n >= d.o.MaxChildren {
+			return spec, fmt.Errorf("%w: %d", ErrMaxChildren, d.o.MaxChildren)
+		}
+	}
+	return spec, nil
+}
+
+// StartChild stores the spec and waits until the child runs on the node the
+// ring gives it, returning its Ref and id. A child with that id already
+// existing fails with *AlreadyStartedError. The spec is durable: it
+// survives the loss of any node and a restart of the whole cluster while
+// etcd keeps its data. If ctx ends while waiting, the child still starts;
+// only the wait is abandoned.
+func (d *Distributed) StartChild(ctx context.Context, spec ChildSpec) (actor.Ref, string, error) {
+	spec, err := d.prepare(spec)
+	if err != nil {
+		return actor.Ref{}, spec.ID, err
+	}
+	created, err := d.putSpec(ctx, spec)
+	if err != nil {
+		return actor.Ref{}, spec.ID, err
+	}
+	if !created {
+		ref, _ := d.Whereis(spec.ID)
+		return ref, spec.ID, &AlreadyStartedError{ID: spec.ID, Ref: ref}
+	}
+	ref, err := d.waitRunning(ctx, spec.ID, actor.Ref{})
+	return ref, spec.ID, err
+}
+
+// FindOrStart returns the running child with the spec's id, starting it
+// first if no such child exists. Many nodes may call it at once for one id:
+// exactly one spec is stored and exactly one instance runs.
+func (d *Distributed) FindOrStart(ctx context.Context, spec ChildSpec) (actor.Ref, error) {
+	if spec.ID == "" {
+		return actor.Ref{}, fmt.Errorf("%w: FindOrStart needs an id", ErrInvalidSpec)
+	}
+	if ref, err := d.Whereis(spec.ID); err == nil {
+		return ref, nil
+	}
+	spec, err := d.prepare(spec)
+	if err != nil {
+		return actor.Ref{}, err
+	}
+	if _, err := d.putSpec(ctx, spec); err != nil {
+		return actor.Ref{}, err
+	}
+	return d.waitRunning(ctx, spec.ID, actor.Ref{})
+}
+
+// putSpec stores the spec if absent; it reports whether it was created.
+func (d *Distributed) putSpec(ctx context.Context, spec ChildSpec) (bool, error) {
+	val, err := json.Marshal(spec)
+	if err != nil {
+		return false, err
+	}
+	key := d.k.spec(spec.ID)
+	resp, err := d.c.Client.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, string(val)), clientv3.OpDelete(d.k.status(spec.ID))).Commit()
+	if err != nil {
+		return false, fmt.Errorf("supervisor: store spec %q: %w", spec.ID, err)
+	}
+	// Wait until the view holds this revision, so the spec (ours, or the one
+	// that was there first) is seen by what follows.
+	_ = d.m.WaitRevision(ctx, resp.Header.Revision)
+	return resp.Succeeded, nil
+}
+
+// StartChildren stores many specs at once, in transactions of up to 100,
+// and returns their ids without waiting for them to run: the way to start
+// tens of thousands of children. Specs whose id exists are skipped.
+func (d *Distributed) StartChildren(ctx context.Context, specs []ChildSpec) ([]string, error) {
+	ids := make([]string, 0, len(specs))
+	var cmps []clientv3.Cmp
+	var ops []clientv3.Op
+	var pending []ChildSpec
+	flush := func() error {
+		if len(ops) == 0 {
+			return nil
+		}
+		resp, err := d.c.Client.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		if err != nil {
+			return fmt.Errorf("supervisor: store specs: %w", err)
+		}
+		if !resp.Succeeded {
+			for _, s := range pending {
+				if _, err := d.putSpec(ctx, s); err != nil {
+					return err
+				}
+			}
+		}
+		cmps, ops, pending = cmps[:0], ops[:0], pending[:0]
+		return nil
+	}
+	for _, s := range specs {
+		s, err := d.prepare(s)
+		if err != nil {
+			return ids, err
+		}
+		val, err := json.Marshal(s)
+		if err != nil {
+			return ids, err
+		}
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(d.k.spec(s.ID)), "=", 0))
+		ops = append(ops, clientv3.OpPut(d.k.spec(s.ID), string(val)))
+		pending = append(pending, s)
+		ids = append(ids, s.ID)
+		if len(ops) == 100 {
+			if err := flush(); err != nil {
+				return ids, err
+			}
+		}
+	}
+	return ids, flush()
+}
+
+// waitRunning waits until id has an owner whose Ref is not old.
+func (d *Distributed) waitRunning(ctx context.Context, id string, old actor.Ref) (actor.Ref, error) {
+	for {
+		changed := d.m.Changed()
+		if _, ok := d.specOf(id); !ok {
+			return actor.Ref{}, fmt.Errorf("%w: %q", ErrChildNotFound, id)
+		}
+		if st := d.statusOf(id); st.Failed {
+			return actor.Ref{}, fmt.Errorf("%w: %q: %s", ErrChildFailed, id, st.Reason)
+		}
+		if o, _, ok := d.ownerOf(id); ok && o.Ref != old {
+			return o.Ref, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return actor.Ref{}, fmt.Errorf("supervisor: waiting for child %q to run: %w", id, ctx.Err())
+		case <-d.ctx.Done():
+			return actor.Ref{}, ErrSupervisorStopped
+		}
+	}
+}
+
+// Whereis returns the Ref of the running instance of id, from the node's
+// watch-fed view: ErrChildNotFound if no such child, ErrNotRunning if it
+// has no instance now.
+func (d *Distributed) Whereis(id string) (actor.Ref, error) {
+	if _, ok := d.specOf(id); !ok {
+		return actor.Ref{}, fmt.Errorf("%w: %q", ErrChildNotFound, id)
+	}
+	if o, _, ok := d.ownerOf(id); ok {
+		return o.Ref, nil
+	}
+	if d.statusOf(id).Failed {
+		return actor.Ref{}, fmt.Errorf("%w: %q", ErrChildFailed, id)
+	}
+	return actor.Ref{}, fmt.Errorf("%w: %q", ErrNotRunning, id)
+}
+
+// deliver runs send against the child's current instance. A message that
+// was certainly not handled — the instance was not there yet, or it was
+// stopped to move — is held and sent again to the next instance, until
+// ctx ends.
+func (d *Distributed) deliver(ctx context.Context, id string, send func(actor.Ref) (any, error)) (any, error) {
+	old := actor.Ref{}
+	backoff := time.Millisecond
+	for {
+		ref, err := d.waitRunning(ctx, id, old)
+		if err != nil {
+			return nil, err
+		}
+		v, err := send(ref)
+		var exit *actor.ExitError
+		undelivered := errors.Is(err, actor.ErrNotFound) || (errors.As(err, &exit) && errors.Is(exit.Reason, ErrMoved))
+		if !undelivered {
+			return v, err
+		}
+		if o, _, ok := d.ownerOf(id); ok && o.Ref == ref && errors.Is(err, actor.ErrNotFound) {
+			// Claimed but not spawned yet, or the owner's view lags.
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return nil, err
+			}
+			backoff = min(2*backoff, 50*time.Millisecond)
+			continue
+		}
+		old = ref
+	}
+}
+
+// Call calls the child id wherever it runs; calls made while it moves are
+// held and delivered to the new instance within their deadline.
+func (d *Distributed) Call(ctx context.Context, id string, msg any) (any, error) {
+	return d.deliver(ctx, id, func(ref actor.Ref) (any, error) { return d.c.System.Call(ctx, ref, msg) })
+}
+
+// Cast casts to the child id wherever it runs, held like Call while it
+// moves.
+func (d *Distributed) Cast(ctx context.Context, id string, msg any) error {
+	_, err := d.deliver(ctx, id, func(ref actor.Ref) (any, error) { return nil, d.c.System.Cast(ctx, ref, msg) })
+	return err
+}
+
+// Send sends a raw message to the child id wherever it runs.
+func (d *Distributed) Send(ctx context.Context, id string, msg any) error {
+	_, err := d.deliver(ctx, id, func(ref actor.Ref) (any, error) { return nil, d.c.System.Send(ref, msg) })
+	return err
+}
+
+// TerminateChild stops the child id wherever it runs and deletes its spec;
+// it returns once no instance runs. ErrChildNotFound if there is no such
+// child.
+func (d *Distributed) TerminateChild(ctx context.Context, id string) error {
+	if err := validateID(id); err != nil {
+		return err
+	}
+	resp, err := d.c.Client.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(d.k.spec(id)), ">", 0)).
+		Then(clientv3.OpDelete(d.k.spec(id)), clientv3.OpDelete(d.k.status(id)), clientv3.OpDelete(d.k.handoff(id))).Commit()
+	if err != nil {
+		return fmt.Errorf("supervisor: terminate %q: %w", id, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("%w: %q", ErrChildNotFound, id)
+	}
+	for {
+		changed := d.m.Changed()
+		if _, _, ok := d.ownerOf(id); !ok && d.m.Revision() >= resp.Header.Revision {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("supervisor: terminate %q: waiting for the instance to stop: %w", id, ctx.Err())
+		}
+	}
+}
+
+// WhichChildren lists every child of the supervisor across the cluster, as
+// of one etcd revision (a linearizable read), sorted by id.
+func (d *Distributed) WhichChildren(ctx context.Context) ([]DistChildInfo, error) {
+	resp, err := d.c.Client.Get(ctx, d.k.root, clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("supervisor: list children: %w", err)
+	}
+	byID := map[string]*DistChildInfo{}
+	get := func(id string) *DistChildInfo {
+		if byID[id] == nil {
+			byID[id] = &DistChildInfo{ID: id}
+		}
+		return byID[id]
+	}
+	owners := map[string]owner{}
+	for _, kv := range resp.Kvs {
+		key := string(kv.Key)
+		if id, ok := d.k.idOf(key, "specs/"); ok {
+			s, _ := decode[ChildSpec](kv.Value)
+			c := get(id)
+			c.Kind, c.Restart = s.Kind, s.Restart
+		} else if id, ok := d.k.idOf(key, "owners/"); ok {
+			owners[id], _ = decode[owner](kv.Value)
+		} else if id, ok := d.k.idOf(key, "status/"); ok {
+			st, _ := decode[status](kv.Value)
+			c := get(id)
+			c.Failures, c.Reason = st.Failures, st.Reason
+			if st.Failed {
+				c.Status = StatusFailed
+			}
+		}
+	}
+	out := make([]DistChildInfo, 0, len(byID))
+	for id, c := range byID {
+		if c.Kind == "" {
+			continue // status of a deleted spec
+		}
+		if o, ok := owners[id]; ok && c.Status != StatusFailed {
+			c.Status, c.Node, c.Ref = StatusRunning, o.Node, o.Ref
+		} else if c.Status == "" {
+			c.Status = StatusPending
+		}
+		out = append(out, *c)
+	}
+	slices.SortFunc(out, func(a, b DistChildInfo) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	return out, nil
+}
+
+// CountChildren counts the children across the cluster at one revision.
+func (d *Distributed) CountChildren(ctx context.Context) (DistCounts, error) {
+	cs, err := d.WhichChildren(ctx)
+	if err != nil {
+		return DistCounts{}, err
+	}
+	var n DistCounts
+	for _, c := range cs {
+		n.Specs++
+		switch c.Status {
+		case StatusRunning:
+			n.Running++
+		case StatusFailed:
+			n.Failed++
+		default:
+			n.Pending++
+		}
+	}
+	return n, nil
+}
+
+// Children returns the Refs of the running children at one revision.
+func (d *Distributed) Children(ctx context.Context) (map[string]actor.Ref, error) {
+	cs, err := d.WhichChildren(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]actor.Ref, len(cs))
+	for _, c := range cs {
+		if c.Status == StatusRunning {
+			out[c.ID] = c.Ref
+		}
+	}
+	return out, nil
+}
+
+// LocalChildren lists the children running on this node.
+func (d *Distributed) LocalChildren() []DistChildInfo {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]DistChildInfo, 0, len(d.local))
+	for id, lc := range d.local {
+		out = append(out, DistChildInfo{ID: id, Kind: lc.spec.Kind, Restart: lc.spec.Restart,
+			Status: StatusRunning, Node: d.c.NodeID, Ref: lc.ref})
+	}
+	slices.SortFunc(out, func(a, b DistChildInfo) int {
+		if a.ID < b.ID {
+			return -1
+		}
+		return 1
+	})
+	return out
+}
+
+// NodeFor returns the node the child id belongs on now (for a stored spec,
+// among the nodes that offer its kind).
+func (d *Distributed) NodeFor(id string) (string, bool) {
+	snap := d.c.Ring.Snapshot()
+	if spec, ok := d.specOf(id); ok {
+		return d.place(spec, snap)
+	}
+	return snap.NodeFor(id)
+}
+
+// Mine reports whether the child id belongs on this node.
+func (d *Distributed) Mine(id string) bool {
+	n, ok := d.NodeFor(id)
+	return ok && n == d.c.NodeID
+}
+
+// Nodes returns the live members of the cluster.
+func (d *Distributed) Nodes() []ring.Member { return d.c.Ring.Nodes() }
+
+// Rebalance moves, now, the children whose ring owner is another node,
+// whatever the Balance mode, and returns when this node's pass is done
+// (other nodes rebalance when they are asked, or by their own mode).
+func (d *Distributed) Rebalance(ctx context.Context) error {
+	done := make(chan struct{})
+	d.mu.Lock()
+	d.rebalance = append(d.rebalance, done)
+	d.full = true
+	d.mu.Unlock()
+	d.poke()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-d.ctx.Done():
+		return ErrSupervisorStopped
+	}
+}
+
+// Drain hands every movable child on this node off to the others (with
+// Handoff state) and stops the rest (temporary and pinned children), for a
+// graceful leave. The node must have left the ring first (its member key
+// deleted), or the children are placed on it again. It returns when every
+// local child has stopped and its owner key is released.
+func (d *Distributed) Drain(ctx context.Context) {
+	d.mu.Lock()
+	d.draining = true
+	ids := make([]string, 0, len(d.local))
+	for id := range d.local {
+		ids = append(ids, id)
+	}
+	d.mu.Unlock()
+	ep := d.c.Session.Current()
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, d.o.MoveBatch)
+	for _, id := range ids {
+		d.mu.Lock()
+		lc := d.local[id]
+		if lc != nil {
+			lc.stopping = true
+			delete(d.local, id)
+		}
+		d.mu.Unlock()
+		if lc == nil {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if lc.spec.Node != "" || lc.spec.Restart == Temporary {
+				d.stopLocal(id, lc, actor.Shutdown)
+				d.release(ep, id, nil)
+				return
+			}
+			d.move(ep, id, lc)
+		}()
+	}
+	wg.Wait()
+}
+
+// Stop stops the supervisor on this node: its reconciler ends and its
+// local children stop (without handing off: call Drain first for a
+// graceful leave). Other nodes take the children over once this node's
+// owner keys are gone (released, or expired with its lease).
+func (d *Distributed) Stop(ctx context.Context) {
+	d.mu.Lock()
+	d.draining = true
+	d.mu.Unlock()
+	d.cancel()
+	d.wg.Wait()
+	d.m.Close()
+	d.mu.Lock()
+	local := d.local
+	d.local = map[string]*localChild{}
+	d.mu.Unlock()
+	for id, lc := range local {
+		lc.stopping = true
+		d.stopLocal(id, lc, actor.Shutdown)
+	}
+}
