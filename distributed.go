@@ -7,6 +7,7 @@ import (
 
 	"github.com/cohort-go/cohort/ring"
 	"github.com/cohort-go/cohort/supervisor"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // RegisterKind registers a factory under a kind name on this node and
@@ -39,7 +40,16 @@ func (n *Node) updateMember(change func(*ring.Member)) error {
 	n.mu.Unlock()
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.DialTimeout)
 	defer cancel()
-	return n.claimMember(ctx, n.session.Current())
+	if err := n.claimMember(ctx, n.session.Current()); err != nil {
+		return err
+	}
+	// Return once this node's own ring shows the change, so what the
+	// caller does next (start a child of a new kind, say) sees it.
+	resp, err := n.client.Get(ctx, ring.MemberKey(n.cfg.Prefix, n.cfg.NodeID), clientv3.WithCountOnly())
+	if err != nil {
+		return fmt.Errorf("cohort: member key: %w", err)
+	}
+	return n.ring.WaitRevision(ctx, resp.Header.Revision)
 }
 
 func (n *Node) kind(name string) (supervisor.Factory, bool) {

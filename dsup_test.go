@@ -467,3 +467,94 @@ func TestDistributedSpecsSurviveFullRestart(t *testing.T) {
 	a2 := startDNode(t, cl, "a2", nil, supervisor.DistributedOptions{})
 	waitAllRunning(t, a2.sup, ids, 5*time.Second)
 }
+
+// Children are placed only on nodes that offer their kind (and role).
+func TestDistributedEligibility(t *testing.T) {
+	cl := etcdtest.Start(t)
+	ctx := context.Background()
+	a := startDNode(t, cl, "a", nil, supervisor.DistributedOptions{Role: "worker"})
+	b := startNode(t, cohort.Config{NodeID: "b", Endpoints: cl.Endpoints(), Roles: []string{"worker"}})
+	if err := b.RegisterKind("counter", func() actor.Actor { return &dcounter{} }); err != nil {
+		t.Fatal(err)
+	}
+	bs, err := b.DistributedSupervisor(ctx, "users", supervisor.DistributedOptions{Role: "worker"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := startNode(t, cohort.Config{NodeID: "c", Endpoints: cl.Endpoints(), Roles: []string{"worker"}})
+	if _, err := c.DistributedSupervisor(ctx, "users", supervisor.DistributedOptions{Role: "worker"}); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, a.Node, "a", "b", "c")
+	// a offers the kind but not the role; c has the role but not the kind.
+	ids := startCounters(t, a.sup, 20)
+	where := waitAllRunning(t, a.sup, ids, 10*time.Second)
+	for id, n := range where {
+		if n != "b" {
+			t.Fatalf("%s placed on %s, only b is eligible", id, n)
+		}
+	}
+	if len(bs.LocalChildren()) != len(ids) {
+		t.Fatalf("b runs %d", len(bs.LocalChildren()))
+	}
+	// Pinned to a node: runs there and nowhere else.
+	if _, _, err := a.sup.StartChild(ctx, supervisor.ChildSpec{ID: "pinned", Kind: "counter", Node: "c"}); !errors.Is(err, supervisor.ErrUnknownKind) {
+		t.Fatalf("pin to a node without the kind: %v", err)
+	}
+	if _, _, err := a.sup.StartChild(ctx, supervisor.ChildSpec{ID: "pinned", Kind: "counter", Node: "b"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// With manual balance nothing moves on a join until Rebalance.
+func TestDistributedManualRebalance(t *testing.T) {
+	cl := etcdtest.Start(t)
+	ctx := context.Background()
+	opts := supervisor.DistributedOptions{Balance: supervisor.BalanceManual, StableWindow: 10 * time.Millisecond, MaxChildren: 25}
+	a := startDNode(t, cl, "a", nil, opts)
+	ids := startCounters(t, a.sup, 24)
+	waitAllRunning(t, a.sup, ids, 5*time.Second)
+	if _, _, err := a.sup.StartChild(ctx, supervisor.ChildSpec{Kind: "counter"}); err != nil {
+		t.Fatalf("25th child: %v", err)
+	}
+	if _, _, err := a.sup.StartChild(ctx, supervisor.ChildSpec{Kind: "counter"}); !errors.Is(err, supervisor.ErrMaxChildren) {
+		t.Fatalf("26th child: %v", err)
+	}
+	b := startDNode(t, cl, "b", nil, opts)
+	waitMembers(t, a.Node, "a", "b")
+	// b is in the ring, a's pass after the change has run (Rebalance-free):
+	// nothing moved.
+	time.Sleep(100 * time.Millisecond)
+	if n := len(b.sup.LocalChildren()); n != 0 {
+		t.Fatalf("%d children moved without Rebalance", n)
+	}
+	if err := a.sup.Rebalance(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(b.sup.LocalChildren()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("Rebalance moved nothing")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for _, id := range ids {
+		want, _ := a.sup.NodeFor(id)
+		waitOn(t, a.sup, id, want)
+	}
+}
+
+func waitOn(t *testing.T, d *supervisor.Distributed, id, node string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if r, err := d.Whereis(id); err == nil && r.Node == node {
+			return
+		}
+		if time.Now().After(deadline) {
+			r, err := d.Whereis(id)
+			t.Fatalf("%s not on %s: %v %v", id, node, r, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
