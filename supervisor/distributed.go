@@ -296,3 +296,18 @@ func decode[T any](b []byte) (T, bool) {
 	var v T
 	return v, json.Unmarshal(b, &v) == nil
 }
+
+// The distributed supervisor's errors keep their identity across nodes.
+func init() {
+	for code, err := range map[string]error{
+		"supervisor.moved":           ErrMoved,
+		"supervisor.unknown_kind":    ErrUnknownKind,
+		"supervisor.child_failed":    ErrChildFailed,
+		"supervisor.not_running":     ErrNotRunning,
+		"supervisor.child_not_found": ErrChildNotFound,
+	} {
+		if err := actor.RegisterError(code, err); err != nil {
+			panic(err)
+		}
+	}
+}
