@@ -10,6 +10,7 @@ import (
 	"github.com/cohort-go/cohort"
 	"github.com/cohort-go/cohort/actor"
 	"github.com/cohort-go/cohort/supervisor"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // billing is a singleton worker that tells which node and term it runs
@@ -89,6 +90,10 @@ func TestNodeSingletonReachableFromAnyNodeAndHandsOverOnStop(t *testing.T) {
 	}
 	waitUntil(t, 10*time.Second, "the singleton to start", func() bool { _, k := rec.last(); return k == 1 })
 	first, _ := rec.last()
+	waitUntil(t, 5*time.Second, "three candidates", func() bool {
+		resp, err := nodes[0].Client().Get(ctx, nodes[0].Prefix()+"/election/billing/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		return err == nil && resp.Count == 3
+	})
 	callsReach := func(live []*cohort.Node, want start) {
 		t.Helper()
 		for _, n := range live {

@@ -3,6 +3,7 @@ package supervisor_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -248,6 +249,15 @@ func waitRunning(t *testing.T, rec *tenures, limit time.Duration) tenure {
 	return got[0]
 }
 
+// waitCandidates waits until n nodes are candidates in the election of id.
+func waitCandidates(t *testing.T, cli *clientv3.Client, id string, n int64) {
+	t.Helper()
+	waitCond(t, 5*time.Second, fmt.Sprintf("%d candidates for %s", n, id), func() bool {
+		resp, err := cli.Get(context.Background(), "/cohort/election/"+id+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		return err == nil && resp.Count == n
+	})
+}
+
 // waitName waits until m's registry maps name to an actor on node.
 func waitName(t *testing.T, m *member, name, node string) registry.Entry {
 	t.Helper()
@@ -272,6 +282,7 @@ func TestSingletonOneRunsOthersWaitThenTakeOverOnStop(t *testing.T) {
 		sups[id] = m.run(t, tenantChild("billing", rec, supervisor.Permanent), m.opts(t))
 	}
 	first := waitRunning(t, rec, 10*time.Second)
+	waitCandidates(t, members["n1"].cli, "billing", 3)
 	// Every node observes the leader.
 	for _, m := range members {
 		waitCond(t, 5*time.Second, m.id+" to observe the leader", func() bool {
@@ -462,6 +473,7 @@ func TestSingletonStaleTokenWriteRejected(t *testing.T) {
 		!errors.Is(context.Cause(old.Context()), supervisor.ErrLeadershipLost) {
 		t.Fatalf("ended term: alive %v err %v cause %v", old.Alive(), old.Err(), context.Cause(old.Context()))
 	}
+	waitName(t, b, "writer", "b")
 	if _, err := actor.Call[any](ctx, b.sys, actor.Name("writer"), fencedPut{"/data/x", "from b"}); err != nil {
 		t.Fatalf("write in the new term: %v", err)
 	}
@@ -527,6 +539,7 @@ func TestSingletonRestartsChildByItsRestartType(t *testing.T) {
 		a.run(t, tenantChild("perm", rec, supervisor.Permanent), opts)
 		first := waitRunning(t, rec, 10*time.Second)
 		b.run(t, tenantChild("perm", rec, supervisor.Permanent), b.opts(t))
+		waitCandidates(t, a.cli, "perm", 2)
 		e0 := waitName(t, a, "perm", "p1")
 		if _, err := a.sys.Call(ctx, actor.Name("perm"), "crash"); err != nil {
 			t.Fatal(err)
