@@ -103,7 +103,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Context:     n.ctx,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v: %w", ErrEtcdUnreachable, endpoints, err)
+		return nil, fmt.Errorf("%w: %v: %w (check Endpoints, TLS files and credentials, and that etcd runs)", ErrEtcdUnreachable, endpoints, err)
 	}
 	if err := n.ping(ctx, endpoints); err != nil {
 		return nil, err

@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -86,6 +87,10 @@ type Config struct {
 	// UnsafeNoFsync turns off fsync. Data may be lost on a machine crash;
 	// meant for tests only.
 	UnsafeNoFsync bool
+	// ClientTLS, if set, serves clients over TLS with these files (and,
+	// with ClientCertAuth, requires client certificates); the client URL's
+	// scheme is then https.
+	ClientTLS *transport.TLSInfo
 	// Logger receives etcd's own logs at warn level and above. Default:
 	// none (zap.NewNop).
 	Logger *zap.Logger
@@ -321,8 +326,8 @@ func parseURL(s string) (*url.URL, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: url %q: %w", ErrInvalidConfig, s, err)
 	}
-	if u.Scheme != "http" {
-		return nil, fmt.Errorf("%w: url %q: scheme must be http", ErrInvalidConfig, s)
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("%w: url %q: scheme must be http or https", ErrInvalidConfig, s)
 	}
 	if _, _, err := net.SplitHostPort(u.Host); err != nil {
 		return nil, fmt.Errorf("%w: url %q: %w", ErrInvalidConfig, s, err)
@@ -335,7 +340,7 @@ func parseURL(s string) (*url.URL, error) {
 func pickURLs(cfgs []Config) ([]Config, error) {
 	out := append([]Config(nil), cfgs...)
 	for i := range out {
-		for _, p := range []*string{&out[i].ClientURL, &out[i].PeerURL} {
+		for j, p := range []*string{&out[i].ClientURL, &out[i].PeerURL} {
 			if *p != "" {
 				continue
 			}
@@ -343,7 +348,11 @@ func pickURLs(cfgs []Config) ([]Config, error) {
 			if err != nil {
 				return nil, err
 			}
-			*p = fmt.Sprintf("http://127.0.0.1:%d", port)
+			scheme := "http"
+			if j == 0 && out[i].ClientTLS != nil {
+				scheme = "https"
+			}
+			*p = fmt.Sprintf("%s://127.0.0.1:%d", scheme, port)
 		}
 	}
 	return out, nil
@@ -393,6 +402,9 @@ func (s *Server) embedConfig() (*embed.Config, error) {
 	}
 	ec.ListenClientUrls = []url.URL{*cu}
 	ec.AdvertiseClientUrls = []url.URL{*cu}
+	if c.ClientTLS != nil {
+		ec.ClientTLSInfo = *c.ClientTLS
+	}
 	ec.ListenPeerUrls = []url.URL{*pu}
 	ec.AdvertisePeerUrls = []url.URL{*pu}
 	peers := c.InitialCluster

@@ -1,0 +1,105 @@
+package cohort_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/cohort-go/cohort"
+	"github.com/cohort-go/cohort/internal/embedetcd"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// writePEM writes a CA and a certificate it issued as PEM files.
+func writePEM(t *testing.T, dir string, ca *testCA, name string) (caFile, certFile, keyFile string) {
+	t.Helper()
+	cert := ca.issue(t, name)
+	keyDER, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile = filepath.Join(dir, "ca.pem")
+	certFile = filepath.Join(dir, name+".pem")
+	keyFile = filepath.Join(dir, name+"-key.pem")
+	for file, block := range map[string]*pem.Block{
+		caFile:   {Type: "CERTIFICATE", Bytes: ca.cert.Raw},
+		certFile: {Type: "CERTIFICATE", Bytes: cert.Certificate[0]},
+		keyFile:  {Type: "EC PRIVATE KEY", Bytes: keyDER},
+	} {
+		if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return caFile, certFile, keyFile
+}
+
+// A node reaches an etcd that requires TLS client certificates and
+// passwords, given the files and credentials; without them it fails to
+// start with ErrEtcdUnreachable.
+func TestEtcdTLSAndAuth(t *testing.T) {
+	dir := t.TempDir()
+	ca := newCA(t, "etcd-ca")
+	caFile, serverCert, serverKey := writePEM(t, dir, ca, "etcd-server")
+	_, clientCert, clientKey := writePEM(t, dir, ca, "cohort-node")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv, err := embedetcd.Start(ctx, embedetcd.Config{Dir: filepath.Join(dir, "etcd"), UnsafeNoFsync: true,
+		ClientTLS: &transport.TLSInfo{CertFile: serverCert, KeyFile: serverKey, TrustedCAFile: caFile, ClientCertAuth: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	endpoints := srv.Endpoints()
+
+	tlsInfo := transport.TLSInfo{CertFile: clientCert, KeyFile: clientKey, TrustedCAFile: caFile}
+	tc, err := tlsInfo.ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := clientv3.New(clientv3.Config{Endpoints: endpoints, TLS: tc, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	for _, step := range []func() error{
+		func() error { _, err := admin.RoleAdd(ctx, "root"); return err },
+		func() error { _, err := admin.UserAdd(ctx, "root", "s3cret"); return err },
+		func() error { _, err := admin.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := admin.AuthEnable(ctx); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatalf("enable etcd auth: %v", err)
+		}
+	}
+
+	n := startNode(t, cohort.Config{NodeID: "secure", Endpoints: endpoints, CAFile: caFile, CertFile: clientCert,
+		KeyFile: clientKey, Username: "root", Password: "s3cret"})
+	waitMembers(t, n, "secure")
+
+	bad := map[string]cohort.Config{
+		"no client certificate": {CAFile: caFile, Username: "root", Password: "s3cret"},
+		"wrong password":        {CAFile: caFile, CertFile: clientCert, KeyFile: clientKey, Username: "root", Password: "nope"},
+		"no TLS at all":         {Username: "root", Password: "s3cret"},
+	}
+	for name, cfg := range bad {
+		t.Run(name, func(t *testing.T) {
+			cfg.Endpoints, cfg.DialTimeout = endpoints, 2*time.Second
+			n, err := cohort.Start(context.Background(), cfg)
+			if err == nil {
+				n.Stop(context.Background())
+				t.Fatal("started without valid credentials")
+			}
+			t.Logf("%s: %v", name, err)
+			if !errors.Is(err, cohort.ErrEtcdUnreachable) {
+				t.Fatalf("error %v, want ErrEtcdUnreachable", err)
+			}
+		})
+	}
+}
