@@ -558,3 +558,32 @@ func waitOn(t *testing.T, d *supervisor.Distributed, id, node string) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A Locator replaces the hash ring; TerminateChildRef stops by instance.
+func TestDistributedLocatorAndTerminateByRef(t *testing.T) {
+	cl := etcdtest.Start(t)
+	last := func(_ string, nodes []string) string { return nodes[len(nodes)-1] }
+	a := startDNode(t, cl, "a", nil, supervisor.DistributedOptions{Locator: last})
+	b := startDNode(t, cl, "b", nil, supervisor.DistributedOptions{Locator: last})
+	waitMembers(t, a.Node, "a", "b")
+	ids := startCounters(t, a.sup, 10)
+	for id, n := range waitAllRunning(t, a.sup, ids, 5*time.Second) {
+		if n != "b" {
+			t.Fatalf("%s on %s; the locator puts everything on b", id, n)
+		}
+	}
+	ctx := context.Background()
+	ref, err := a.sup.Whereis(ids[3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.sup.TerminateChildRef(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.sup.Whereis(ids[3]); !errors.Is(err, supervisor.ErrChildNotFound) {
+		t.Fatalf("terminated child still known: %v", err)
+	}
+	if err := a.sup.TerminateChildRef(ctx, ref); !errors.Is(err, supervisor.ErrChildNotFound) {
+		t.Fatalf("second terminate: %v", err)
+	}
+}

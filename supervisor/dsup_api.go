@@ -276,6 +276,21 @@ func (d *Distributed) TerminateChild(ctx context.Context, id string) error {
 	}
 }
 
+// TerminateChildRef is TerminateChild for the child whose running
+// instance is ref. ErrChildNotFound if no child runs as ref.
+func (d *Distributed) TerminateChildRef(ctx context.Context, ref actor.Ref) error {
+	var id string
+	d.m.Range(d.k.root+"owners/", func(kv *mvccpb.KeyValue) {
+		if o, ok := decode[owner](kv.Value); ok && o.Ref == ref {
+			id, _ = d.k.idOf(string(kv.Key), "owners/")
+		}
+	})
+	if id == "" {
+		return fmt.Errorf("%w: no child runs as %v", ErrChildNotFound, ref)
+	}
+	return d.TerminateChild(ctx, id)
+}
+
 // WhichChildren lists every child of the supervisor across the cluster, as
 // of one etcd revision (a linearizable read), sorted by id.
 func (d *Distributed) WhichChildren(ctx context.Context) ([]DistChildInfo, error) {
