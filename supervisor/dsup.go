@@ -602,32 +602,45 @@ func (d *Distributed) deleteSpec(id string) {
 
 // stopLocal stops a local child by its shutdown spec and forgets it.
 func (d *Distributed) stopLocal(id string, lc *localChild, reason error) {
-	d.mu.Lock()
-	lc.stopping = true
-	delete(d.local, id)
-	d.mu.Unlock()
+	d.detach(id)
 	_ = d.c.System.StopTimeout(context.Background(), lc.ref, reason, Child{Shutdown: lc.spec.Shutdown}.shutdown())
 	d.emit(DistEvent{Type: DistChildStopped, ChildID: id, Ref: lc.ref, Reason: reason})
 }
 
-// moveAll hands off and releases children, a batch at a time, in parallel.
+// moveAll hands off and releases children, all at once.
 func (d *Distributed) moveAll(ep *lease.Epoch, ids []string) {
+	d.eachDetached(ids, len(ids), func(id string, lc *localChild) { d.move(ep, id, lc) })
+}
+
+// detach takes id's child out of the local set, marked as stopped by this
+// node (so its exit is not taken for a crash), or returns nil.
+func (d *Distributed) detach(id string) *localChild {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	lc := d.local[id]
+	if lc != nil {
+		lc.stopping = true
+		delete(d.local, id)
+	}
+	return lc
+}
+
+// eachDetached detaches the local children ids and runs fn for each, at
+// most limit at a time, and waits for all.
+func (d *Distributed) eachDetached(ids []string, limit int, fn func(id string, lc *localChild)) {
 	var wg sync.WaitGroup
+	sem := make(chan struct{}, max(limit, 1))
 	for _, id := range ids {
-		d.mu.Lock()
-		lc := d.local[id]
-		if lc != nil {
-			lc.stopping = true
-			delete(d.local, id)
-		}
-		d.mu.Unlock()
+		lc := d.detach(id)
 		if lc == nil {
 			continue
 		}
 		wg.Add(1)
+		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
-			d.move(ep, id, lc)
+			defer func() { <-sem }()
+			fn(id, lc)
 		}()
 	}
 	wg.Wait()

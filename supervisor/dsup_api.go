@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/cohort-go/cohort/actor"
@@ -454,33 +453,14 @@ func (d *Distributed) Drain(ctx context.Context) {
 	}
 	d.mu.Unlock()
 	ep := d.c.Session.Current()
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, d.o.MoveBatch)
-	for _, id := range ids {
-		d.mu.Lock()
-		lc := d.local[id]
-		if lc != nil {
-			lc.stopping = true
-			delete(d.local, id)
+	d.eachDetached(ids, d.o.MoveBatch, func(id string, lc *localChild) {
+		if lc.spec.Node != "" || lc.spec.Restart == Temporary {
+			d.stopLocal(id, lc, actor.Shutdown)
+			d.release(ep, id, nil)
+			return
 		}
-		d.mu.Unlock()
-		if lc == nil {
-			continue
-		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if lc.spec.Node != "" || lc.spec.Restart == Temporary {
-				d.stopLocal(id, lc, actor.Shutdown)
-				d.release(ep, id, nil)
-				return
-			}
-			d.move(ep, id, lc)
-		}()
-	}
-	wg.Wait()
+		d.move(ep, id, lc)
+	})
 }
 
 // Stop stops the supervisor on this node: its reconciler ends and its
