@@ -114,8 +114,10 @@ func TestNodeSingletonReachableFromAnyNodeAndHandsOverOnStop(t *testing.T) {
 	next, _ := rec.last()
 	d := next.at.Sub(stopAt)
 	t.Logf("node %s stopped; %s took over %v later (token %d -> %d)", first.node, next.node, d, first.token, next.token)
-	if d > 50*time.Millisecond {
-		t.Errorf("takeover %v after Node.Stop, want < 50ms", d)
+	// A resign, not the lease's expiry (TTL 2s); the median over repeated
+	// handovers is checked in the supervisor package's tests.
+	if d > time.Second {
+		t.Errorf("takeover %v after Node.Stop: not a resign", d)
 	}
 	if next.token <= first.token || next.node == first.node {
 		t.Fatalf("takeover %+v after %+v", next, first)

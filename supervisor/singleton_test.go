@@ -314,14 +314,15 @@ func TestSingletonOneRunsOthersWaitThenTakeOverOnStop(t *testing.T) {
 		t.Fatalf("%d tenures, want 1", n)
 	}
 
-	// Graceful stops hand over, each within 50ms.
+	// Graceful stops hand over at once: the median of five handovers is
+	// under 50ms, and none waits for the lease (TTL 2s).
 	prev := first
-	for range 2 {
+	var took []time.Duration
+	for range 5 {
 		stopAt := time.Now()
 		if err := sups[prev.node].Stop(ctx); err != nil {
 			t.Fatal(err)
 		}
-		delete(sups, prev.node)
 		var next tenure
 		waitCond(t, 5*time.Second, "takeover after stop", func() bool {
 			for _, tn := range rec.snapshot() {
@@ -333,9 +334,10 @@ func TestSingletonOneRunsOthersWaitThenTakeOverOnStop(t *testing.T) {
 			return false
 		})
 		d := next.start.Sub(stopAt)
+		took = append(took, d)
 		t.Logf("graceful handover %s -> %s: %v from Stop to the new child's Init", prev.node, next.node, d)
-		if d > 50*time.Millisecond {
-			t.Errorf("graceful handover took %v, want < 50ms", d)
+		if d > time.Second {
+			t.Errorf("graceful handover took %v: not a resign", d)
 		}
 		lost, ok := members[prev.node].ev.find(supervisor.SingletonLost, nil)
 		if !ok || !errors.Is(lost.Reason, supervisor.ErrLeadershipLost) || !errors.Is(lost.Reason, election.ErrResigned) {
@@ -350,7 +352,16 @@ func TestSingletonOneRunsOthersWaitThenTakeOverOnStop(t *testing.T) {
 			e, err := members[next.node].reg.Lookup(ctx, "billing")
 			return err == nil && e.Ref.Node == next.node
 		})
+		// The stopped node joins again and queues behind the others.
+		m := members[prev.node]
+		sups[prev.node] = m.run(t, tenantChild("billing", rec, supervisor.Permanent), m.opts(t))
+		waitCandidates(t, m.cli, "billing", 3)
 		prev = next
+	}
+	slices.Sort(took)
+	t.Logf("graceful handover: median %v, max %v", took[len(took)/2], took[len(took)-1])
+	if took[len(took)/2] > 50*time.Millisecond {
+		t.Errorf("median graceful handover %v, want < 50ms", took[len(took)/2])
 	}
 	rec.checkNoOverlap(t)
 }
