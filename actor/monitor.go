@@ -3,6 +3,7 @@ package actor
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -26,6 +27,13 @@ type Down struct {
 }
 
 var monitorIDs atomic.Uint64
+
+// monitorEntry is one monitor set on a process. An actor has few monitors,
+// so a slice in the order they were set beats a map.
+type monitorEntry struct {
+	id uint64
+	w  watcher
+}
 
 // watcher is one monitor's destination: an actor's mailbox, or a function
 // that must not block.
@@ -68,10 +76,7 @@ func (s *System) monitor(target Ref, w watcher) MonitorRef {
 	if err == nil {
 		p.mu.Lock()
 		if !p.dead {
-			if p.monitors == nil {
-				p.monitors = make(map[uint64]watcher, 1)
-			}
-			p.monitors[m.id] = w
+			p.monitors = append(p.monitors, monitorEntry{id: m.id, w: w})
 			p.mu.Unlock()
 			return m
 		}
@@ -104,6 +109,6 @@ func (s *System) Demonitor(m MonitorRef) {
 		return
 	}
 	p.mu.Lock()
-	delete(p.monitors, m.id)
+	p.monitors = slices.DeleteFunc(p.monitors, func(e monitorEntry) bool { return e.id == m.id })
 	p.mu.Unlock()
 }

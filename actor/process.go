@@ -3,7 +3,6 @@ package actor
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,9 +48,9 @@ type process struct {
 	q        queue // guarded by mu
 	dead     bool  // guarded by mu
 	waiters  chan struct{}
-	monitors map[uint64]watcher // guarded by mu
-	handoff  *process           // owned by the running goroutine
-	names    []string           // guarded by sys.names.mu
+	monitors []monitorEntry // guarded by mu; in the order they were set
+	handoff  *process       // owned by the running goroutine
+	names    []string       // guarded by sys.names.mu
 
 	count    atomic.Int64 // messages queued and not yet handled; bounded mailboxes only
 	limit    int64
@@ -338,14 +337,9 @@ func (p *process) exitInline(reason error, own bool) (handoff *process) {
 	}
 	// Monitors fire in the order they were set, so a watcher that set its
 	// monitor earlier is told earlier.
-	ids := make([]uint64, 0, len(mons))
-	for id := range mons {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	for _, id := range ids {
-		d := Down{Monitor: MonitorRef{id: id, target: p.ref}, Ref: p.ref, Reason: reason}
-		w := mons[id]
+	for _, e := range mons {
+		d := Down{Monitor: MonitorRef{id: e.id, target: p.ref}, Ref: p.ref, Reason: reason}
+		w := e.w
 		if w.proc == nil {
 			w.fn(d)
 			continue
