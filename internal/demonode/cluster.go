@@ -60,8 +60,9 @@ type Cluster struct {
 	// Sup is the distributed supervisor, as seen from the coordinator.
 	Sup *supervisor.Distributed
 
-	cfg     ClusterConfig
-	cluster string
+	cfg      ClusterConfig
+	cluster  string
+	progress func(string)
 
 	mu    sync.Mutex
 	procs map[string]*Process
