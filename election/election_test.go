@@ -122,8 +122,10 @@ func TestOneLeadsOtherWaitsThenTakesOver(t *testing.T) {
 	}
 	handover := r.at.Sub(start)
 	t.Logf("Resign to new leader: %v", handover)
-	if handover > 50*time.Millisecond {
-		t.Fatalf("handover took %v", handover)
+	// A resign hands over without waiting for the lease to expire; the
+	// speed itself is measured by BenchmarkResignHandover.
+	if handover > time.Second {
+		t.Fatalf("handover took %v: it waited for the lease instead of the resign", handover)
 	}
 	select {
 	case <-la.Done():

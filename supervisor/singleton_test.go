@@ -360,8 +360,10 @@ func TestSingletonOneRunsOthersWaitThenTakeOverOnStop(t *testing.T) {
 	}
 	slices.Sort(took)
 	t.Logf("graceful handover: median %v, max %v", took[len(took)/2], took[len(took)-1])
-	if took[len(took)/2] > 50*time.Millisecond {
-		t.Errorf("median graceful handover %v, want < 50ms", took[len(took)/2])
+	// A resign hands over without waiting for the lease (TTL 2 s); the
+	// speed itself is a benchmark figure (election.BenchmarkResignHandover).
+	if took[len(took)/2] > time.Second {
+		t.Errorf("median graceful handover %v: it waited for the lease instead of a resign", took[len(took)/2])
 	}
 	rec.checkNoOverlap(t)
 }
