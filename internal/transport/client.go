@@ -193,8 +193,10 @@ func (s *session) run(cc *grpc.ClientConn) {
 		defer wg.Done()
 		s.fail(s.read(stream))
 	}()
-	err = writeLoop(s.ctx, s.q, func(f *outFrame) error { return stream.SendMsg(f) })
+	s.q.start(func(f *outFrame) error { return stream.SendMsg(f) })
+	err = writeLoop(s.ctx, s.q)
 	s.fail(fmt.Errorf("%w: %s: stream broke: %w", actor.ErrNodeDown, s.p.node, err))
+	s.q.wait()
 	wg.Wait()
 	s.p.ended(s, true, err)
 }
@@ -330,7 +332,7 @@ func (s *session) call(ctx context.Context, e *envelope, mode pushMode) (any, er
 	}
 	s.pending[e.id] = ch
 	s.mu.Unlock()
-	if err := s.q.push(ctx, e, mode); err != nil {
+	if err := s.q.pushFlush(ctx, e, mode); err != nil {
 		if s.forget(e.id) {
 			resultChans.Put(ch)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cohort-go/cohort/actor"
 	"google.golang.org/grpc/mem"
@@ -35,25 +36,85 @@ const (
 // so under load many envelopes share one gRPC message, and when the stream
 // is slow the queue fills and senders wait (or fail fast). Memory per
 // stream is bounded by the limit plus the frames being written.
+//
+// One goroutine at a time writes to the stream: it holds the write token
+// (writing). Usually that is the stream's writer goroutine, but a sender
+// that finds the stream idle may take the token and write the frames
+// itself (flush), saving two goroutine hand-offs on a round trip. It does
+// so only while the bytes handed to gRPC and not yet written out (inflight)
+// stay well below gRPC's per-stream write quota, so that gRPC's SendMsg
+// cannot block on flow control: a sender writing for itself never waits on
+// a peer that has stopped reading.
 type queue struct {
-	mu     sync.Mutex
-	frames []*[]byte // queued frames; the last one is open for appends
-	bytes  int       // bytes in frames
-	limit  int
-	space  chan struct{} // closed when the writer takes frames, if senders wait
-	err    error         // set when closed
-	wake   chan struct{} // capacity 1: tells the writer there is work
-	done   chan struct{} // closed by close
+	mu      sync.Mutex
+	frames  []*[]byte // queued frames; the last one is open for appends
+	bytes   int       // bytes in frames
+	limit   int
+	space   chan struct{}  // closed when the writer takes frames, if senders wait
+	err     error          // set when closed
+	wake    chan struct{}  // capacity 1: tells the writer there is work
+	done    chan struct{}  // closed by close
+	writing bool           // the write token is held
+	holders sync.WaitGroup // holders of the write token
+	send    func(*outFrame) error
+
+	// inflight counts the bytes of frames handed to gRPC whose buffers
+	// gRPC has not yet given back, which it does once it has written them
+	// to the connection.
+	inflight atomic.Int64
+	pool     countingPool
+}
+
+// directBudget bounds inflight for a sender writing for itself: half of
+// gRPC's per-stream write quota (64 KiB), which it checks before queuing a
+// message and replenishes as it writes, before it frees the buffer.
+const directBudget = 32 << 10
+
+// grpcHeader is the gRPC message header in front of every frame, which
+// gRPC counts against the write quota too.
+const grpcHeader = 5
+
+// countingPool is the buffer pool of frames handed to gRPC: it keeps
+// inflight as gRPC frees them.
+type countingPool struct{ q *queue }
+
+func (p countingPool) Get(n int) *[]byte { return bufPool.Get(n) }
+
+func (p countingPool) Put(b *[]byte) {
+	p.q.inflight.Add(-int64(len(*b) + grpcHeader))
+	bufPool.Put(b)
 }
 
 func newQueue(limit int) *queue {
-	return &queue{limit: limit, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	q := &queue{limit: limit, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	q.pool.q = q
+	return q
+}
+
+// start sets how frames are written to the stream: until it is called,
+// only the writer goroutine can write, and it does not before.
+func (q *queue) start(send func(*outFrame) error) {
+	q.mu.Lock()
+	q.send = send
+	q.mu.Unlock()
 }
 
 // push appends e. It fails with the queue's close error once closed; when
 // full, mode says whether it waits (until ctx ends), fails with
 // ErrBackpressure, or goes over the bound.
 func (q *queue) push(ctx context.Context, e *envelope, mode pushMode) error {
+	return q.pushWrite(ctx, e, mode, false)
+}
+
+// pushFlush is push for a sender that waits for an answer (a call) or
+// answers one (a reply): if no one is writing to the stream and gRPC can
+// take the frames without waiting, it writes them itself rather than wake
+// the writer goroutine. Casts go through the writer, which batches them.
+func (q *queue) pushFlush(ctx context.Context, e *envelope, mode pushMode) error {
+	return q.pushWrite(ctx, e, mode, true)
+}
+
+func (q *queue) pushWrite(ctx context.Context, e *envelope, mode pushMode, flush bool) error {
 	size := envelopeSize(e)
 	size += 1 + sizeVarint(size)
 	q.mu.Lock()
@@ -95,20 +156,98 @@ func (q *queue) push(ctx context.Context, e *envelope, mode pushMode) error {
 	*f = appendEnvelope(*f, e)
 	wasEmpty := q.bytes == 0
 	q.bytes += size
+	if flush && !q.writing && q.send != nil && q.inflight.Load() < directBudget {
+		q.acquireLocked()
+		var held [4]*[]byte
+		frames := q.takeLocked(held[:0])
+		q.mu.Unlock()
+		q.writeHeld(frames)
+		return nil
+	}
 	q.mu.Unlock()
 	if wasEmpty {
-		select {
-		case q.wake <- struct{}{}:
-		default:
-		}
+		q.signal()
 	}
 	return nil
 }
 
-// take removes and returns every queued frame, appending to into, and lets
-// waiting senders retry.
-func (q *queue) take(into []*[]byte) []*[]byte {
+func (q *queue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// writeHeld sends frames, which the caller took while taking the write
+// token, for as long as inflight stays within directBudget; it puts the
+// rest back at the head of the queue, releases the token and leaves what
+// is queued to the writer goroutine. A failed send closes the queue, which
+// ends the stream.
+func (q *queue) writeHeld(frames []*[]byte) {
+	for i, f := range frames {
+		if q.inflight.Load() >= directBudget {
+			rest := frames[i:]
+			q.mu.Lock()
+			if q.err == nil {
+				for _, r := range rest {
+					q.bytes += len(*r)
+				}
+				q.frames = append(append(make([]*[]byte, 0, len(rest)+len(q.frames)), rest...), q.frames...)
+				rest = nil
+			}
+			q.releaseLocked()
+			q.mu.Unlock()
+			for _, r := range rest {
+				bufPool.Put(r)
+			}
+			q.signal()
+			return
+		}
+		if err := q.sendFrame(f); err != nil {
+			for _, r := range frames[i+1:] {
+				bufPool.Put(r)
+			}
+			q.close(fmt.Errorf("transport: write: %w", err))
+			q.mu.Lock()
+			q.releaseLocked()
+			q.mu.Unlock()
+			return
+		}
+	}
 	q.mu.Lock()
+	q.releaseLocked()
+	more := len(q.frames) > 0
+	q.mu.Unlock()
+	if more {
+		q.signal()
+	}
+}
+
+// acquireLocked takes the write token; q.mu is held, and the queue is
+// open, so that once it is closed no new holder appears.
+func (q *queue) acquireLocked() {
+	q.writing = true
+	q.holders.Add(1)
+}
+
+func (q *queue) releaseLocked() {
+	q.writing = false
+	q.holders.Done()
+}
+
+// wait returns once no one writes to the stream any more. The queue must
+// be closed.
+func (q *queue) wait() { q.holders.Wait() }
+
+// sendFrame hands f to gRPC, which gives the buffer back once written.
+func (q *queue) sendFrame(f *[]byte) error {
+	q.inflight.Add(int64(len(*f) + grpcHeader))
+	return q.send(&outFrame{buf: mem.NewBuffer(f, q.pool)})
+}
+
+// takeLocked removes and returns every queued frame, appending to into,
+// and lets waiting senders retry. q.mu is held.
+func (q *queue) takeLocked(into []*[]byte) []*[]byte {
 	into = append(into, q.frames...)
 	clear(q.frames)
 	q.frames = q.frames[:0]
@@ -117,7 +256,6 @@ func (q *queue) take(into []*[]byte) []*[]byte {
 		close(q.space)
 		q.space = nil
 	}
-	q.mu.Unlock()
 	return into
 }
 
@@ -139,9 +277,10 @@ func (q *queue) close(err error) {
 	}
 }
 
-// writeLoop sends the queue's frames with send until ctx ends, the queue
-// closes or send fails, and returns why it stopped.
-func writeLoop(ctx context.Context, q *queue, send func(*outFrame) error) error {
+// writeLoop sends the queue's frames, whenever no sender is writing them
+// itself, until ctx ends, the queue closes or a send fails, and returns
+// why it stopped. start must have been called.
+func writeLoop(ctx context.Context, q *queue) error {
 	var frames []*[]byte
 	for {
 		select {
@@ -151,17 +290,34 @@ func writeLoop(ctx context.Context, q *queue, send func(*outFrame) error) error 
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		frames = q.take(frames[:0])
-		for i, f := range frames {
-			if err := send(&outFrame{buf: mem.NewBuffer(f, bufPool)}); err != nil {
-				for _, rest := range frames[i+1:] {
-					bufPool.Put(rest)
-				}
-				clear(frames)
-				return err
+		for {
+			q.mu.Lock()
+			if q.writing || len(q.frames) == 0 {
+				// A sender writing for itself signals when it leaves
+				// frames behind.
+				q.mu.Unlock()
+				break
 			}
+			q.acquireLocked()
+			frames = q.takeLocked(frames[:0])
+			q.mu.Unlock()
+			for i, f := range frames {
+				if err := q.sendFrame(f); err != nil {
+					for _, rest := range frames[i+1:] {
+						bufPool.Put(rest)
+					}
+					clear(frames)
+					q.mu.Lock()
+					q.releaseLocked()
+					q.mu.Unlock()
+					return err
+				}
+			}
+			clear(frames)
+			q.mu.Lock()
+			q.releaseLocked()
+			q.mu.Unlock()
 		}
-		clear(frames)
 	}
 }
 

@@ -70,11 +70,12 @@ func (t *Transport) serveStream(_ any, ss grpc.ServerStream) error {
 		monitors: make(map[uint64]actor.MonitorRef)}
 	t.takeLane(in)
 	defer t.releaseLane(in)
+	in.q.start(func(f *outFrame) error { return ss.SendMsg(f) })
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := writeLoop(ctx, in.q, func(f *outFrame) error { return ss.SendMsg(f) }); err != nil && ctx.Err() == nil {
+		if err := writeLoop(ctx, in.q); err != nil && ctx.Err() == nil {
 			t.log.Debug("inbound stream write ended", zap.String("from", from), zap.Error(err))
 		}
 		cancel()
@@ -82,6 +83,7 @@ func (t *Transport) serveStream(_ any, ss grpc.ServerStream) error {
 	err := in.read(ss)
 	cancel()
 	in.close()
+	in.q.wait() // an actor writing its reply must be done before the handler ends the stream
 	wg.Wait()
 	if err != nil && !errors.Is(err, context.Canceled) {
 		t.log.Warn("inbound stream ended", zap.String("from", from), zap.Error(err))
@@ -296,7 +298,7 @@ func (in *inbound) reply(id uint64, v any, err error) {
 	if err != nil {
 		e.err = truncate(actor.ErrorToWire(err))
 	}
-	_ = in.q.push(in.ctx, &e, force)
+	_ = in.q.pushFlush(in.ctx, &e, force)
 }
 
 func truncate(w *actor.WireError) *actor.WireError {

@@ -373,6 +373,82 @@ func TestCastFloodIsBoundedBySendQueue(t *testing.T) {
 	}
 }
 
+// A caller may write its call to the stream itself; it must still return
+// when its context ends while the peer has stopped reading, whether the
+// stream is backed up with the queue not yet full, or the queue is full.
+func TestCallsReturnAtTheirContextWhenPeerStopsReading(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		casts int // of 1 KB each, before the calls
+	}{
+		{"stream window full", 1040},
+		{"stream backed up", 1500},
+		{"queue full", 6000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBook()
+			a := startNode(t, b, Config{Node: "a", QueueBytes: 2 << 20})
+			n := startNode(t, b, Config{Node: "b"})
+			s := &sink{gate: make(chan struct{})}
+			stuck, err := n.sys.Spawn(context.Background(), s, actor.Options{MailboxSize: 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			target := spawn(t, n, echo{})
+			ctx := ctxTimeout(t, 30*time.Second)
+			payload := make([]byte, 1000)
+			sent := 0
+			for range tc.casts {
+				cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+				err := a.sys.Cast(cctx, stuck, payload)
+				cancel()
+				if errors.Is(err, context.DeadlineExceeded) {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				sent++
+			}
+			const callers = 4
+			const wait = 200 * time.Millisecond
+			errs := make(chan error, callers)
+			start := time.Now()
+			for range callers {
+				go func() {
+					cctx, cancel := context.WithTimeout(ctx, wait)
+					defer cancel()
+					_, err := a.sys.Call(cctx, target, "ping")
+					errs <- err
+				}()
+			}
+			for range callers {
+				if err := <-errs; !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("call to a peer that stopped reading = %v", err)
+				}
+			}
+			if d := time.Since(start); d > wait+2*time.Second {
+				t.Fatalf("calls returned %v after they started, their context ended after %v", d, wait)
+			}
+			close(s.gate)
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				v, err := a.sys.Call(ctx, stuck, "count")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if v.(int) == sent {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("received %v of %d casts", v, sent)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+}
+
 func TestPendingCallsFailWhenPeerClosesOrLeaves(t *testing.T) {
 	b := newBook()
 	a := startNode(t, b, Config{Node: "a"})
