@@ -40,11 +40,12 @@ const (
 // One goroutine at a time writes to the stream: it holds the write token
 // (writing). Usually that is the stream's writer goroutine, but a sender
 // that finds the stream idle may take the token and write the frames
-// itself (flush), saving two goroutine hand-offs on a round trip. It does
-// so only while the bytes handed to gRPC and not yet written out (inflight)
-// stay well below gRPC's per-stream write quota, so that gRPC's SendMsg
-// cannot block on flow control: a sender writing for itself never waits on
-// a peer that has stopped reading.
+// itself (pushFlush), saving two goroutine hand-offs on a round trip. It
+// starts only when gRPC has written out every frame it was given
+// (inflight is zero) and stops before inflight reaches half of gRPC's
+// per-stream write quota, so that gRPC's SendMsg cannot block on flow
+// control: a sender writing for itself never waits on a peer that has
+// stopped reading.
 type queue struct {
 	mu      sync.Mutex
 	frames  []*[]byte // queued frames; the last one is open for appends
@@ -107,9 +108,11 @@ func (q *queue) push(ctx context.Context, e *envelope, mode pushMode) error {
 }
 
 // pushFlush is push for a sender that waits for an answer (a call) or
-// answers one (a reply): if no one is writing to the stream and gRPC can
-// take the frames without waiting, it writes them itself rather than wake
-// the writer goroutine. Casts go through the writer, which batches them.
+// answers one (a reply): if the stream is idle (no one is writing to it
+// and gRPC has written out every frame it was given), it writes the queued
+// frames itself rather than wake the writer goroutine. When the stream is
+// busy it leaves them to the writer, which batches them with others; casts
+// always go through the writer.
 func (q *queue) pushFlush(ctx context.Context, e *envelope, mode pushMode) error {
 	return q.pushWrite(ctx, e, mode, true)
 }
@@ -156,7 +159,7 @@ func (q *queue) pushWrite(ctx context.Context, e *envelope, mode pushMode, flush
 	*f = appendEnvelope(*f, e)
 	wasEmpty := q.bytes == 0
 	q.bytes += size
-	if flush && !q.writing && q.send != nil && q.inflight.Load() < directBudget {
+	if flush && !q.writing && q.send != nil && q.inflight.Load() == 0 {
 		q.acquireLocked()
 		var held [4]*[]byte
 		frames := q.takeLocked(held[:0])
