@@ -494,8 +494,14 @@ func TestDistributedEligibility(t *testing.T) {
 			t.Fatalf("%s placed on %s, only b is eligible", id, n)
 		}
 	}
-	if len(bs.LocalChildren()) != len(ids) {
-		t.Fatalf("b runs %d", len(bs.LocalChildren()))
+	// The owner key is written before the child is spawned: wait for b to
+	// have started them all.
+	deadline := time.Now().Add(5 * time.Second)
+	for len(bs.LocalChildren()) != len(ids) {
+		if time.Now().After(deadline) {
+			t.Fatalf("b runs %d of %d", len(bs.LocalChildren()), len(ids))
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	// Pinned to a node: runs there and nowhere else.
 	if _, _, err := a.sup.StartChild(ctx, supervisor.ChildSpec{ID: "pinned", Kind: "counter", Node: "c"}); !errors.Is(err, supervisor.ErrUnknownKind) {
