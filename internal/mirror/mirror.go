@@ -165,11 +165,16 @@ func (m *Mirror) apply(resp clientv3.WatchResponse) {
 			m.kvs[k] = ev.Kv
 		}
 	}
-	m.rev = resp.Header.Revision
+	// A watch catching up a backlog gets it in batches whose header holds
+	// the store's current revision, not that of the batch's last event:
+	// the mirror is current only up to the last event applied, and a watch
+	// that breaks now must resume right after it.
+	rev := resp.Events[len(resp.Events)-1].Kv.ModRevision
+	m.rev = max(m.rev, rev)
 	m.broadcast()
 	m.mu.Unlock()
 	if m.notify != nil {
-		m.notify(Update{Revision: resp.Header.Revision, Keys: keys})
+		m.notify(Update{Revision: rev, Keys: keys})
 	}
 }
 
