@@ -37,7 +37,7 @@ type Distributed struct {
 	mu        sync.Mutex
 	local     map[string]*localChild
 	dirty     map[string]struct{}
-	exits     []actor.Down
+	exits     []childExit
 	full      bool
 	rebalance []chan struct{}
 	ringAt    time.Time // last membership change
@@ -47,6 +47,12 @@ type Distributed struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+}
+
+// childExit is the exit of the instance down.Ref of the local child id.
+type childExit struct {
+	id   string
+	down actor.Down
 }
 
 type localChild struct {
@@ -97,7 +103,14 @@ func StartDistributed(ctx context.Context, c Cluster, name string, o Distributed
 		log: log.With(zap.String("dsup", name)), local: make(map[string]*localChild),
 		dirty: make(map[string]struct{}), full: true, kick: make(chan struct{}, 1)}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
-	d.m, err = mirror.Start(ctx, c.Client, d.k.root, d.log, d.onUpdate)
+	// The mirror lives as long as the supervisor; ctx bounds only its
+	// first read.
+	abort := context.AfterFunc(ctx, d.cancel)
+	d.m, err = mirror.Start(d.ctx, c.Client, d.k.root, d.log, d.onUpdate)
+	if !abort() && err == nil {
+		d.m.Close()
+		err = ctx.Err()
+	}
 	if err != nil {
 		d.cancel()
 		return nil, fmt.Errorf("supervisor: distributed %q: %w", name, err)
@@ -179,6 +192,12 @@ func (d *Distributed) watchEpochs() {
 			return
 		case <-ep.Lost():
 		}
+		// Stop the children claimed under the lost epoch now, not on the
+		// loop's next pass: the loop may be busy, and by the time it looks
+		// the session may have a new epoch and have revoked the old lease,
+		// letting other nodes start these children.
+		lost := ep
+		d.fence(lost.Err(), func(lc *localChild) bool { return lc.lease == lost.ID() })
 		d.poke()
 		next, err := d.c.Session.Next(d.ctx, ep)
 		if err != nil {
@@ -285,9 +304,11 @@ func (d *Distributed) statusOf(id string) status {
 func (d *Distributed) reconcile() {
 	ep := d.c.Session.Current()
 	if !ep.Alive() {
-		d.fence(ep.Err())
+		d.fence(ep.Err(), func(*localChild) bool { return true })
 		return
 	}
+	// A child this loop started under an epoch that was lost meanwhile.
+	d.fence(fmt.Errorf("claimed under an earlier epoch than %v", ep), func(lc *localChild) bool { return lc.lease != ep.ID() })
 	d.mu.Lock()
 	ids := d.dirty
 	d.dirty = make(map[string]struct{})
@@ -299,9 +320,6 @@ func (d *Distributed) reconcile() {
 	d.rebalance = nil
 	stable := time.Since(d.ringAt) >= d.o.StableWindow
 	draining := d.draining
-	for id := range d.local {
-		ids[id] = struct{}{}
-	}
 	d.mu.Unlock()
 	if draining {
 		return
@@ -317,7 +335,10 @@ func (d *Distributed) reconcile() {
 		})
 	}
 	snap := d.c.Ring.Snapshot()
-	var claims, moves []string
+	// deferred are local children that belong elsewhere but wait for the
+	// stable window (or for the next move batch): they are looked at
+	// again on a later pass, without rescanning every local child.
+	var claims, moves, deferred []string
 	for id := range ids {
 		spec, hasSpec := d.specOf(id)
 		own, ownLease, hasOwner := d.ownerOf(id)
@@ -351,8 +372,13 @@ func (d *Distributed) reconcile() {
 		}
 		if lc != nil {
 			movable := spec.Node == "" && spec.Restart != Temporary
-			if ok && want != d.c.NodeID && movable && ((d.o.Balance == BalanceAuto && stable) || waiters != nil) {
-				moves = append(moves, id)
+			if ok && want != d.c.NodeID && movable {
+				switch {
+				case (d.o.Balance == BalanceAuto && stable) || waiters != nil:
+					moves = append(moves, id)
+				case d.o.Balance == BalanceAuto:
+					deferred = append(deferred, id)
+				}
 			}
 			continue
 		}
@@ -371,8 +397,16 @@ func (d *Distributed) reconcile() {
 	d.claim(ep, claims)
 	if len(moves) > d.o.MoveBatch {
 		slices.Sort(moves)
+		deferred = append(deferred, moves[d.o.MoveBatch:]...)
 		moves = moves[:d.o.MoveBatch]
 		d.poke()
+	}
+	if len(deferred) > 0 {
+		d.mu.Lock()
+		for _, id := range deferred {
+			d.dirty[id] = struct{}{}
+		}
+		d.mu.Unlock()
 	}
 	d.moveAll(ep, moves)
 	for _, w := range waiters {
@@ -446,14 +480,14 @@ func (d *Distributed) start(ep *lease.Epoch, spec ChildSpec, ref actor.Ref, hand
 	if err != nil {
 		d.log.Warn("child failed to start", zap.String("child", spec.ID), zap.Error(err))
 		d.mu.Lock()
-		d.exits = append(d.exits, actor.Down{Ref: ref, Reason: err})
+		d.exits = append(d.exits, childExit{id: spec.ID, down: actor.Down{Ref: ref, Reason: err}})
 		d.mu.Unlock()
 		d.poke()
 		return
 	}
 	d.c.System.MonitorFunc(ref, func(down actor.Down) {
 		d.mu.Lock()
-		d.exits = append(d.exits, down)
+		d.exits = append(d.exits, childExit{id: spec.ID, down: down})
 		d.mu.Unlock()
 		d.poke()
 	})
@@ -477,18 +511,14 @@ func (d *Distributed) spawn(f Factory, spec ChildSpec, ref actor.Ref, handoff []
 
 // childExited applies the restart type and the intensities to a local
 // child that exited on its own.
-func (d *Distributed) childExited(ep *lease.Epoch, down actor.Down) {
+func (d *Distributed) childExited(ep *lease.Epoch, e childExit) {
+	id, down := e.id, e.down
 	d.mu.Lock()
-	var id string
-	var lc *localChild
-	for cid, c := range d.local {
-		if c.ref == down.Ref {
-			id, lc = cid, c
-			break
-		}
-	}
-	if lc != nil {
+	lc := d.local[id]
+	if lc != nil && lc.ref == down.Ref {
 		delete(d.local, id)
+	} else {
+		lc = nil
 	}
 	d.mu.Unlock()
 	if lc == nil || lc.stopping {
@@ -675,15 +705,18 @@ func (d *Distributed) move(ep *lease.Epoch, id string, lc *localChild) {
 	d.emit(DistEvent{Type: DistChildStopped, ChildID: id, Ref: lc.ref, Reason: ErrMoved})
 }
 
-// fence stops every local child at once because the lease epoch they were
-// claimed under is lost: their owner keys die with the lease, and another
-// node may start them once etcd has expired it.
-func (d *Distributed) fence(reason error) {
+// fence stops at once the local children that match because the lease
+// epoch they were claimed under is lost: their owner keys die with the
+// lease, and another node may start them once etcd has expired it.
+func (d *Distributed) fence(reason error, match func(*localChild) bool) {
 	d.mu.Lock()
-	local := d.local
-	d.local = make(map[string]*localChild)
-	for _, lc := range local {
-		lc.stopping = true
+	local := make(map[string]*localChild)
+	for id, lc := range d.local {
+		if match(lc) {
+			lc.stopping = true
+			local[id] = lc
+			delete(d.local, id)
+		}
 	}
 	d.mu.Unlock()
 	if len(local) == 0 {

@@ -52,7 +52,7 @@ func run() int {
 	endpoints := flag.String("endpoints", "", "etcd client URLs to join, comma-separated (default: start an embedded etcd)")
 	children := flag.Int("children", 100_000, "how many children to start")
 	nodes := flag.Int("nodes", 3, "node processes before the join")
-	ttl := flag.Duration("ttl", 2*time.Second, "lease TTL of every node")
+	ttl := flag.Duration("ttl", 5*time.Second, "lease TTL of every node (cohort's default)")
 	writers := flag.Int("writers", 1, "goroutines calling StartChildren")
 	moveBatch := flag.Int("move-batch", 0, "DistributedOptions.MoveBatch (0: the default)")
 	stable := flag.Duration("stable-window", 0, "DistributedOptions.StableWindow (0: the default)")

@@ -243,6 +243,9 @@ func (c *Cluster) poll(ctx context.Context, every time.Duration, done func() (bo
 		if c.progress != nil && status != nil && time.Since(last) >= 2*time.Second {
 			last = time.Now()
 			c.progress(status())
+			if pl, err := c.Placement(ctx); err == nil {
+				c.progress(fmt.Sprintf("        etcd: %d specs, %d pending, %d failed, running per node %v", pl.Specs, pl.Pending, pl.Failed, pl.PerNode))
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -315,7 +318,10 @@ func (c *Cluster) waitRecovered(ctx context.Context, every time.Duration, dead s
 		total, err = c.LocalTotal(ctx)
 		return total == int64(n), err
 	}, func() string {
-		return fmt.Sprintf("        waiting: lease gone %v, %d of %d running", !gone.IsZero(), total, n)
+		if gone.IsZero() {
+			return "        waiting: the dead node's lease has not expired yet"
+		}
+		return fmt.Sprintf("        waiting: %d of %d running", total, n)
 	})
 	return gone, err
 }

@@ -25,6 +25,9 @@ import (
 	"syscall"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
 	"github.com/cohort-go/cohort"
 	"github.com/cohort-go/cohort/actor"
 	"github.com/cohort-go/cohort/supervisor"
@@ -152,6 +155,14 @@ func (w *worker) HandleCall(*actor.Context, any) (any, error) {
 	return Reply{Node: w.node, N: time.Since(w.since).Milliseconds()}, nil
 }
 
+// warnLogger writes warnings and errors to standard error, one line each.
+func warnLogger(node string) *zap.Logger {
+	enc := zap.NewDevelopmentEncoderConfig()
+	enc.TimeKey = ""
+	core := zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.Lock(os.Stderr), zap.WarnLevel)
+	return zap.New(core).With(zap.String("node", node))
+}
+
 func probe(ctx context.Context, sup *supervisor.Distributed, p Probe) ProbeResult {
 	var r ProbeResult
 	for _, id := range p.IDs {
@@ -202,7 +213,8 @@ func RunNode(ctx context.Context, cfg NodeConfig, in io.ReadCloser, out io.Write
 	defer in.Close()
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	n, err := cohort.Start(startCtx, cohort.Config{NodeID: cfg.ID, Cluster: cfg.Cluster, Endpoints: cfg.Endpoints, LeaseTTL: cfg.LeaseTTL})
+	n, err := cohort.Start(startCtx, cohort.Config{NodeID: cfg.ID, Cluster: cfg.Cluster, Endpoints: cfg.Endpoints,
+		LeaseTTL: cfg.LeaseTTL, Logger: warnLogger(cfg.ID)})
 	if err != nil {
 		return err
 	}
