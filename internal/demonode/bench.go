@@ -80,6 +80,7 @@ func RunBench(ctx context.Context, w io.Writer, cfg BenchConfig) (res BenchResul
 	if cfg.Cluster.LeaseTTL <= 0 {
 		cfg.Cluster.LeaseTTL = 2 * time.Second
 	}
+	cfg.Cluster.Warnings = true
 	res.Children, res.Nodes, res.TTL = cfg.Children, cfg.Cluster.Nodes, cfg.Cluster.LeaseTTL
 	res.StableWindow = cfg.Cluster.StableWindow
 	if res.StableWindow <= 0 {

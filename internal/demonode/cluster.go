@@ -42,6 +42,8 @@ type ClusterConfig struct {
 	// Command runs a node process: a program that calls MaybeRunNode
 	// first. Default: this executable, with no arguments.
 	Command []string
+	// Warnings sends the nodes' warnings and errors to standard error.
+	Warnings bool
 	// CPUProfileDir, if set, has each node write its CPU profile to
 	// <dir>/<node id>.cpu (flushed when the node exits).
 	CPUProfileDir string
@@ -146,7 +148,7 @@ func (c *Cluster) AddNodes(ctx context.Context, n int) ([]string, error) {
 func (c *Cluster) spawn(ctx context.Context, id string) error {
 	cfg := NodeConfig{ID: id, Endpoints: c.Endpoints(), Cluster: c.cluster, LeaseTTL: c.cfg.LeaseTTL,
 		Supervisor: c.cfg.Supervisor, MoveBatch: c.cfg.MoveBatch, StableWindow: c.cfg.StableWindow,
-		Singleton: c.cfg.Singleton}
+		Singleton: c.cfg.Singleton, Warnings: c.cfg.Warnings}
 	if c.cfg.CPUProfileDir != "" {
 		cfg.CPUProfile = filepath.Join(c.cfg.CPUProfileDir, id+".cpu")
 	}

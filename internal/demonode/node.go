@@ -60,6 +60,8 @@ type NodeConfig struct {
 	StableWindow time.Duration `json:"stable_window,omitempty"`
 	// Singleton makes the node a candidate for the singleton worker.
 	Singleton bool `json:"singleton,omitempty"`
+	// Warnings sends the node's warnings and errors to standard error.
+	Warnings bool `json:"warnings,omitempty"`
 	// CPUProfile, if set, is a file the node writes its CPU profile to,
 	// from ready until it exits on "exit" or stops.
 	CPUProfile string `json:"cpu_profile,omitempty"`
@@ -156,11 +158,11 @@ func (w *worker) HandleCall(*actor.Context, any) (any, error) {
 }
 
 // warnLogger writes warnings and errors to standard error, one line each.
-func warnLogger(node string) *zap.Logger {
+func warnLogger() *zap.Logger {
 	enc := zap.NewDevelopmentEncoderConfig()
 	enc.TimeKey = ""
 	core := zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.Lock(os.Stderr), zap.WarnLevel)
-	return zap.New(core).With(zap.String("node", node))
+	return zap.New(core)
 }
 
 func probe(ctx context.Context, sup *supervisor.Distributed, p Probe) ProbeResult {
@@ -213,8 +215,12 @@ func RunNode(ctx context.Context, cfg NodeConfig, in io.ReadCloser, out io.Write
 	defer in.Close()
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	var log *zap.Logger
+	if cfg.Warnings {
+		log = warnLogger()
+	}
 	n, err := cohort.Start(startCtx, cohort.Config{NodeID: cfg.ID, Cluster: cfg.Cluster, Endpoints: cfg.Endpoints,
-		LeaseTTL: cfg.LeaseTTL, Logger: warnLogger(cfg.ID)})
+		LeaseTTL: cfg.LeaseTTL, Logger: log})
 	if err != nil {
 		return err
 	}
