@@ -99,13 +99,20 @@ func (d *Distributed) putSpec(ctx context.Context, spec ChildSpec) (bool, error)
 	}
 	key := d.k.spec(spec.ID)
 	resp, err := d.c.Client.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, string(val)), clientv3.OpDelete(d.k.status(spec.ID))).Commit()
+		Then(clientv3.OpPut(key, string(val)), clientv3.OpDelete(d.k.status(spec.ID))).
+		Else(clientv3.OpGet(key)).Commit()
 	if err != nil {
 		return false, fmt.Errorf("supervisor: store spec %q: %w", spec.ID, err)
 	}
-	// Wait until the view holds this revision, so the spec (ours, or the one
-	// that was there first) is seen by what follows.
-	_ = d.m.WaitRevision(ctx, resp.Header.Revision)
+	// Wait until the view holds the spec (ours, or the one that was there
+	// first), so it is seen by what follows. A transaction that failed
+	// wrote nothing: its header revision may be one the view of this
+	// prefix never reaches, so wait for the existing spec's revision.
+	rev := resp.Header.Revision
+	if kvs := resp.Responses[0].GetResponseRange().GetKvs(); !resp.Succeeded && len(kvs) > 0 {
+		rev = kvs[0].ModRevision
+	}
+	_ = d.m.WaitRevision(ctx, rev)
 	return resp.Succeeded, nil
 }
 
