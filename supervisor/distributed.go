@@ -257,6 +257,9 @@ func (k keys) owner(id string) string   { return k.root + "owners/" + id }
 func (k keys) status(id string) string  { return k.root + "status/" + id }
 func (k keys) handoff(id string) string { return k.root + "handoff/" + id }
 
+// has reports whether key lies under sub.
+func (k keys) has(key, sub string) bool { return strings.HasPrefix(key, k.root+sub) }
+
 // idOf returns the id of a key under sub ("specs/", "owners/"...).
 func (k keys) idOf(key, sub string) (string, bool) {
 	p := k.root + sub

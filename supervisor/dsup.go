@@ -106,7 +106,7 @@ func StartDistributed(ctx context.Context, c Cluster, name string, o Distributed
 	// The mirror lives as long as the supervisor; ctx bounds only its
 	// first read.
 	abort := context.AfterFunc(ctx, d.cancel)
-	d.m, err = mirror.Start(d.ctx, c.Client, d.k.root, d.log, d.onUpdate)
+	d.m, err = mirror.StartDecoded(d.ctx, c.Client, d.k.root, d.log, d.onUpdate, d.decodeKey)
 	if !abort() && err == nil {
 		d.m.Close()
 		err = ctx.Err()
@@ -273,30 +273,52 @@ func (d *Distributed) place(spec ChildSpec, snap *ring.Snapshot) (string, bool) 
 	return n, slices.Contains(ids, n)
 }
 
+// decoded is a mirror value decoded once on arrival: the decoded form and
+// whether it decoded.
+type decoded[T any] struct {
+	v  T
+	ok bool
+}
+
+// decodeKey decodes a value under the supervisor's prefix by its kind of
+// key, for the mirror to cache.
+func (d *Distributed) decodeKey(key string, value []byte) any {
+	switch {
+	case d.k.has(key, "specs/"):
+		v, ok := decode[ChildSpec](value)
+		return decoded[ChildSpec]{v, ok}
+	case d.k.has(key, "owners/"):
+		v, ok := decode[owner](value)
+		return decoded[owner]{v, ok}
+	case d.k.has(key, "status/"):
+		v, ok := decode[status](value)
+		return decoded[status]{v, ok}
+	}
+	return nil
+}
+
 func (d *Distributed) specOf(id string) (ChildSpec, bool) {
-	kv, ok := d.m.Get(d.k.spec(id))
+	v, _, ok := d.m.Value(d.k.spec(id))
 	if !ok {
 		return ChildSpec{}, false
 	}
-	return decode[ChildSpec](kv.Value)
+	s, _ := v.(decoded[ChildSpec])
+	return s.v, s.ok
 }
 
 func (d *Distributed) ownerOf(id string) (owner, clientv3.LeaseID, bool) {
-	kv, ok := d.m.Get(d.k.owner(id))
+	v, kv, ok := d.m.Value(d.k.owner(id))
 	if !ok {
 		return owner{}, 0, false
 	}
-	o, ok := decode[owner](kv.Value)
-	return o, clientv3.LeaseID(kv.Lease), ok
+	o, _ := v.(decoded[owner])
+	return o.v, clientv3.LeaseID(kv.Lease), o.ok
 }
 
 func (d *Distributed) statusOf(id string) status {
-	kv, ok := d.m.Get(d.k.status(id))
-	if !ok {
-		return status{}
-	}
-	st, _ := decode[status](kv.Value)
-	return st
+	v, _, _ := d.m.Value(d.k.status(id))
+	st, _ := v.(decoded[status])
+	return st.v
 }
 
 // reconcile is one pass of the node's reconciler. Only the loop goroutine
@@ -419,48 +441,71 @@ func (d *Distributed) reconcile() {
 // transaction) and starts them.
 func (d *Distributed) claim(ep *lease.Epoch, ids []string) {
 	const batch = 32 // 3 ops per id; etcd allows 128 ops per txn by default
+	var parts [][]string
 	for len(ids) > 0 {
 		n := min(batch, len(ids))
-		part := ids[:n]
+		parts = append(parts, ids[:n])
 		ids = ids[n:]
-		refs := make([]actor.Ref, len(part))
-		var cmps []clientv3.Cmp
-		var ops []clientv3.Op
-		for i, id := range part {
-			refs[i] = d.c.System.ReserveRef()
-			val, _ := json.Marshal(owner{Node: d.c.NodeID, Ref: refs[i]})
-			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(d.k.owner(id)), "=", 0))
-			ops = append(ops, clientv3.OpPut(d.k.owner(id), string(val), clientv3.WithLease(ep.ID())),
-				clientv3.OpGet(d.k.handoff(id)), clientv3.OpDelete(d.k.handoff(id)))
+	}
+	// A few transactions in flight at once keep etcd busy while this node
+	// spawns the children of the previous batch.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, claimsInFlight)
+	for _, part := range parts {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			d.claimBatch(ep, part)
+		}()
+	}
+	wg.Wait()
+}
+
+// claimsInFlight bounds the claim transactions one node has in flight.
+const claimsInFlight = 4
+
+// claimBatch claims up to 32 ids in one transaction, falling back to one
+// transaction per id when some were taken meanwhile.
+func (d *Distributed) claimBatch(ep *lease.Epoch, part []string) {
+	refs := make([]actor.Ref, len(part))
+	var cmps []clientv3.Cmp
+	var ops []clientv3.Op
+	for i, id := range part {
+		refs[i] = d.c.System.ReserveRef()
+		val, _ := json.Marshal(owner{Node: d.c.NodeID, Ref: refs[i]})
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(d.k.owner(id)), "=", 0))
+		ops = append(ops, clientv3.OpPut(d.k.owner(id), string(val), clientv3.WithLease(ep.ID())),
+			clientv3.OpGet(d.k.handoff(id)), clientv3.OpDelete(d.k.handoff(id)))
+	}
+	ctx, cancel := context.WithTimeout(ep.Context(), 10*time.Second)
+	resp, err := d.c.Client.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	cancel()
+	if err != nil {
+		d.log.Warn("claim failed; will retry", zap.Error(err))
+		d.markDirty(part...)
+		return
+	}
+	if !resp.Succeeded {
+		if len(part) > 1 {
+			for _, id := range part {
+				d.claimBatch(ep, []string{id})
+			}
 		}
-		ctx, cancel := context.WithTimeout(ep.Context(), 10*time.Second)
-		resp, err := d.c.Client.Txn(ctx).If(cmps...).Then(ops...).Commit()
-		cancel()
-		if err != nil {
-			d.log.Warn("claim failed; will retry", zap.Error(err))
-			d.markDirty(part...)
+		return
+	}
+	for i, id := range part {
+		var handoff []byte
+		if kvs := resp.Responses[3*i+1].GetResponseRange().Kvs; len(kvs) > 0 {
+			handoff = kvs[0].Value
+		}
+		spec, ok := d.specOf(id)
+		if !ok {
+			d.release(ep, id, nil)
 			continue
 		}
-		if !resp.Succeeded {
-			if len(part) > 1 {
-				for _, id := range part {
-					d.claim(ep, []string{id})
-				}
-			}
-			continue
-		}
-		for i, id := range part {
-			var handoff []byte
-			if kvs := resp.Responses[3*i+1].GetResponseRange().Kvs; len(kvs) > 0 {
-				handoff = kvs[0].Value
-			}
-			spec, ok := d.specOf(id)
-			if !ok {
-				d.release(ep, id, nil)
-				continue
-			}
-			d.start(ep, spec, refs[i], handoff, nil)
-		}
+		d.start(ep, spec, refs[i], handoff, nil)
 	}
 }
 

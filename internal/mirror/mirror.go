@@ -40,6 +40,8 @@ type Mirror struct {
 
 	mu      sync.RWMutex
 	kvs     map[string]*mvccpb.KeyValue
+	vals    map[string]any // decoded values, when decode is set
+	decode  func(key string, value []byte) any
 	rev     int64
 	changed chan struct{}
 
@@ -52,11 +54,19 @@ type Mirror struct {
 // each change is applied; it must not block for long. Start fails if the
 // first read fails.
 func Start(ctx context.Context, client *clientv3.Client, prefix string, log *zap.Logger, notify func(Update)) (*Mirror, error) {
+	return StartDecoded(ctx, client, prefix, log, notify, nil)
+}
+
+// StartDecoded is Start with a decoder: every value is decoded once, when
+// it arrives, and Value returns the decoded form, so readers that look at
+// the same keys often do not decode them again.
+func StartDecoded(ctx context.Context, client *clientv3.Client, prefix string, log *zap.Logger, notify func(Update),
+	decode func(key string, value []byte) any) (*Mirror, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	m := &Mirror{client: client, prefix: prefix, log: log, notify: notify, changed: make(chan struct{}),
+	m := &Mirror{client: client, prefix: prefix, log: log, notify: notify, decode: decode, changed: make(chan struct{}),
 		cancel: cancel, done: make(chan struct{})}
 	if err := m.read(ctx); err != nil {
 		cancel()
@@ -73,8 +83,15 @@ func (m *Mirror) read(ctx context.Context) error {
 		return err
 	}
 	kvs := make(map[string]*mvccpb.KeyValue, len(resp.Kvs))
+	var vals map[string]any
+	if m.decode != nil {
+		vals = make(map[string]any, len(resp.Kvs))
+	}
 	for _, kv := range resp.Kvs {
 		kvs[string(kv.Key)] = kv
+		if vals != nil {
+			vals[string(kv.Key)] = m.decode(string(kv.Key), kv.Value)
+		}
 	}
 	m.mu.Lock()
 	keys := make([]string, 0, len(kvs)+len(m.kvs))
@@ -86,7 +103,7 @@ func (m *Mirror) read(ctx context.Context) error {
 	for k := range kvs {
 		keys = append(keys, k)
 	}
-	m.kvs, m.rev = kvs, resp.Header.Revision
+	m.kvs, m.vals, m.rev = kvs, vals, resp.Header.Revision
 	m.broadcast()
 	m.mu.Unlock()
 	if m.notify != nil {
@@ -161,8 +178,12 @@ func (m *Mirror) apply(resp clientv3.WatchResponse) {
 		keys = append(keys, k)
 		if ev.Type == clientv3.EventTypeDelete {
 			delete(m.kvs, k)
+			delete(m.vals, k)
 		} else {
 			m.kvs[k] = ev.Kv
+			if m.decode != nil {
+				m.vals[k] = m.decode(k, ev.Kv.Value)
+			}
 		}
 	}
 	// A watch catching up a backlog gets it in batches whose header holds
@@ -184,6 +205,15 @@ func (m *Mirror) Get(key string) (*mvccpb.KeyValue, bool) {
 	defer m.mu.RUnlock()
 	kv, ok := m.kvs[key]
 	return kv, ok
+}
+
+// Value returns the key's decoded value (see StartDecoded) and its raw
+// entry.
+func (m *Mirror) Value(key string) (any, *mvccpb.KeyValue, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	kv, ok := m.kvs[key]
+	return m.vals[key], kv, ok
 }
 
 // Revision returns the etcd revision the mirror reflects.
