@@ -1,0 +1,17 @@
+// Package e2e holds cohort's end-to-end tests: real OS processes, a real
+// three-member etcd cluster, injected faults, and checkers that would catch
+// a violation of the guarantees in docs/guarantees.md.
+//
+// The test binary is its own helper: re-executed with E2E_ROLE=etcd it runs
+// one embedded etcd member, with E2E_ROLE=node a cohort node that runs the
+// workloads (a fenced singleton writer, a thousand permanent distributed
+// children that heartbeat with their incarnation, and a stream of calls
+// with deadlines) and reports what it did on stdout. Every node reaches
+// etcd through TCP proxies the test controls.
+//
+// go test ./e2e runs the short suite (one fault of each type). The long
+// mode injects many faults and prints the reliability table of
+// docs/reliability.md:
+//
+//	COHORT_E2E_LONG=1 COHORT_E2E_FAULTS=200 go test ./e2e -run TestFaults -timeout 0 -v
+package e2e

@@ -1,0 +1,533 @@
+//go:build linux
+
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/cohort-go/cohort"
+	"github.com/cohort-go/cohort/actor"
+	"github.com/cohort-go/cohort/lease"
+	"github.com/cohort-go/cohort/supervisor"
+)
+
+// Environment of a node process.
+const (
+	envNodeID       = "E2E_NODE_ID"
+	envNodeEtcd     = "E2E_NODE_ETCD"
+	envNodeTTL      = "E2E_NODE_TTL"
+	envNodeChildren = "E2E_NODE_CHILDREN"
+)
+
+// What every node runs.
+const (
+	clusterName = "e2e"
+	supName     = "workers"
+	kindHB      = "hb"
+	singletonID = "writer"
+	listPrefix  = "/e2e/list/"
+
+	tickEvery   = 250 * time.Millisecond // heartbeat of each child
+	flushEvery  = 500 * time.Millisecond // report period
+	writeEvery  = 50 * time.Millisecond  // singleton writes
+	callers     = 3                      // call loops per node
+	callPause   = 20 * time.Millisecond  // between two calls of one loop
+	minDeadline = 100 * time.Millisecond
+	maxDeadline = time.Second
+)
+
+// childID names the i-th distributed child.
+func childID(i int) string { return fmt.Sprintf("c%04d", i) }
+
+// runNode is the main of a node process: a cohort node that runs the
+// workloads until its stdin closes, then stops gracefully.
+//
+// It reports on stdout, one line each:
+//
+//	inc <id> <ref> <start> <lastAlive> <lastAny> <end>      an incarnation of a child
+//	sing <token> <start> <lastAlive> <lastAny> <end> <writes> <stale>   a singleton tenure
+//	calls <total> <ok> <deadline> <nodedown> <other> <maxOverrun>      cumulative
+//	callover <start> <deadline> <end> <id> <class>            a call that ended >20ms late
+//	callerr <class> <message>                                 first error of a class
+//	lag <at> <ns>                                             largest scheduling delay since the last report
+//	stopped <ns>                                              Stop returned after ns
+//
+// Instants are CLOCK_MONOTONIC nanoseconds. lastAlive is the latest instant
+// at which the actor was doing work and its lease epoch (for a child) or
+// term (for the singleton) was still proven alive right after; lastAny is
+// the latest instant it did work at all.
+func runNode() int {
+	id := os.Getenv(envNodeID)
+	endpoints := strings.Split(os.Getenv(envNodeEtcd), ",")
+	ttl, _ := time.ParseDuration(os.Getenv(envNodeTTL))
+	nChildren, _ := strconv.Atoi(os.Getenv(envNodeChildren))
+	logCfg := zap.NewProductionConfig()
+	logCfg.Level = zap.NewAtomicLevelAt(zapcore.InfoLevel)
+	logCfg.OutputPaths = []string{"stderr"}
+	logCfg.Sampling = nil
+	log, err := logCfg.Build()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "logger:", err)
+		return 1
+	}
+
+	// A node restarted right after a kill -9 finds its old member key
+	// until the old lease expires: retry for a few TTLs.
+	var n *cohort.Node
+	giveUp := time.Now().Add(4*ttl + 20*time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		n, err = cohort.Start(ctx, cohort.Config{NodeID: id, Cluster: clusterName, Endpoints: endpoints,
+			LeaseTTL: ttl, DialTimeout: 5 * time.Second, Logger: log})
+		cancel()
+		if err == nil {
+			break
+		}
+		if !time.Now().Before(giveUp) || !(errors.Is(err, cohort.ErrDuplicateNode) || errors.Is(err, cohort.ErrEtcdUnreachable)) {
+			fmt.Fprintln(os.Stderr, "node start:", err)
+			return 1
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	w := &workload{n: n, out: bufio.NewWriter(os.Stdout), live: map[*incRec]struct{}{},
+		dirty: map[*incRec]struct{}{}, tenures: map[*tenureRec]struct{}{}, errSeen: map[string]bool{},
+		stop: make(chan struct{})}
+	for i := range nChildren {
+		w.ids = append(w.ids, childID(i))
+	}
+	fail := func(what string, err error) int {
+		fmt.Fprintln(os.Stderr, what+":", err)
+		_ = n.Stop(context.Background())
+		return 1
+	}
+	if err := n.RegisterKind(kindHB, func() actor.Actor { return &hbChild{w: w} }); err != nil {
+		return fail("register kind", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w.sup, err = n.DistributedSupervisor(ctx, supName, supervisor.DistributedOptions{})
+	if err != nil {
+		return fail("distributed supervisor", err)
+	}
+	writer := supervisor.Fenced(singletonID, func(t *supervisor.Term) actor.Actor { return &writer{w: w, term: t} }, actor.Options{})
+	if _, err := n.Supervise(ctx, n.Singleton(writer)); err != nil {
+		return fail("supervise", err)
+	}
+	w.wg.Add(3 + callers)
+	go w.tick()
+	go w.measureLag()
+	go w.flushLoop()
+	for range callers {
+		go w.callLoop()
+	}
+	dump := make(chan os.Signal, 1)
+	signal.Notify(dump, syscall.SIGUSR1)
+	go func() {
+		for range dump {
+			fmt.Fprintf(os.Stderr, "=== goroutines of %s at %d\n", id, mono())
+			_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 2)
+		}
+	}()
+	w.say("ready")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	signal.Stop(dump)
+
+	began := time.Now()
+	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+	err = n.Stop(sctx)
+	scancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "node stop:", err)
+	}
+	close(w.stop)
+	w.wg.Wait()
+	w.flush()
+	w.say("stopped %d", time.Since(began))
+	return 0
+}
+
+// workload is the node-side state of the three workloads.
+type workload struct {
+	n   *cohort.Node
+	sup *supervisor.Distributed
+	ids []string
+
+	outMu sync.Mutex
+	out   *bufio.Writer
+
+	mu      sync.Mutex
+	live    map[*incRec]struct{}
+	dirty   map[*incRec]struct{}
+	tenures map[*tenureRec]struct{} // changed since the last flush
+	calls   callStats
+	overs   []string
+	errSeen map[string]bool
+	lag     int64 // the largest scheduling delay since the last flush
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+func (w *workload) say(format string, args ...any) {
+	w.outMu.Lock()
+	defer w.outMu.Unlock()
+	fmt.Fprintf(w.out, format+"\n", args...)
+	_ = w.out.Flush()
+}
+
+// incRec is one incarnation of a distributed child on this node.
+type incRec struct {
+	id                             string
+	ref                            actor.Ref
+	start, lastAlive, lastAny, end int64
+}
+
+// tenureRec is one term of the singleton on this node.
+type tenureRec struct {
+	token                          int64
+	start, lastAlive, lastAny, end int64
+	writes                         int
+	stale                          string
+}
+
+type callStats struct {
+	total, ok, deadline, nodeDown, other int
+	maxOver                              int64
+}
+
+func refString(r actor.Ref) string { return fmt.Sprintf("%s/%d/%d", r.Node, r.ID, r.Incarnation) }
+
+// touch notes work done at instant at by an incarnation; alive says its
+// epoch was proven alive after at.
+func (w *workload) touch(r *incRec, at int64, alive bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	r.lastAny = max(r.lastAny, at)
+	if alive {
+		r.lastAlive = max(r.lastAlive, at)
+	}
+	w.dirty[r] = struct{}{}
+}
+
+func (w *workload) tenureTouch(tr *tenureRec, at int64, alive bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	tr.lastAny = max(tr.lastAny, at)
+	if alive {
+		tr.lastAlive = max(tr.lastAlive, at)
+	}
+	w.tenures[tr] = struct{}{}
+}
+
+// flush reports every incarnation and tenure that changed.
+func (w *workload) flush() {
+	var b strings.Builder
+	w.mu.Lock()
+	for r := range w.dirty {
+		fmt.Fprintf(&b, "inc %s %s %d %d %d %d\n", r.id, refString(r.ref), r.start, r.lastAlive, r.lastAny, r.end)
+		if r.end != 0 {
+			delete(w.live, r)
+		}
+	}
+	clear(w.dirty)
+	for tr := range w.tenures {
+		stale := tr.stale
+		if stale == "" {
+			stale = "-"
+		}
+		fmt.Fprintf(&b, "sing %d %d %d %d %d %d %s\n", tr.token, tr.start, tr.lastAlive, tr.lastAny, tr.end, tr.writes, stale)
+	}
+	clear(w.tenures)
+	fmt.Fprintf(&b, "lag %d %d\n", mono(), w.lag)
+	w.lag = 0
+	c := w.calls
+	fmt.Fprintf(&b, "calls %d %d %d %d %d %d\n", c.total, c.ok, c.deadline, c.nodeDown, c.other, c.maxOver)
+	for _, o := range w.overs {
+		b.WriteString(o)
+	}
+	w.overs = nil
+	w.mu.Unlock()
+	w.outMu.Lock()
+	defer w.outMu.Unlock()
+	_, _ = w.out.WriteString(b.String())
+	_ = w.out.Flush()
+}
+
+func (w *workload) flushLoop() {
+	defer w.wg.Done()
+	t := time.NewTicker(flushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-t.C:
+			w.flush()
+		}
+	}
+}
+
+// measureLag measures how late this process wakes up from a 10ms sleep:
+// the scheduling delay the machine imposes on it, which delays every
+// timer, a call's deadline included.
+func (w *workload) measureLag() {
+	defer w.wg.Done()
+	const nap = 10 * time.Millisecond
+	t := time.NewTimer(nap)
+	defer t.Stop()
+	for {
+		before := mono()
+		select {
+		case <-w.stop:
+			return
+		case <-t.C:
+		}
+		lag := mono() - before - int64(nap)
+		w.mu.Lock()
+		w.lag = max(w.lag, lag)
+		w.mu.Unlock()
+		t.Reset(nap)
+	}
+}
+
+type hbTick struct{}
+
+// tick sends a heartbeat tick to every local child.
+func (w *workload) tick() {
+	defer w.wg.Done()
+	t := time.NewTicker(tickEvery)
+	defer t.Stop()
+	var refs []actor.Ref
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-t.C:
+		}
+		refs = refs[:0]
+		w.mu.Lock()
+		for r := range w.live {
+			if r.end == 0 {
+				refs = append(refs, r.ref)
+			}
+		}
+		w.mu.Unlock()
+		for _, ref := range refs {
+			_ = w.n.System().Send(ref, hbTick{})
+		}
+	}
+}
+
+// callLoop calls random children with random deadlines and records how
+// each call ended relative to its deadline.
+func (w *workload) callLoop() {
+	defer w.wg.Done()
+	pause := time.NewTimer(callPause)
+	defer pause.Stop()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-pause.C:
+		}
+		id := w.ids[rand.IntN(len(w.ids))]
+		limit := minDeadline + rand.N(maxDeadline-minDeadline)
+		ctx, cancel := context.WithTimeout(context.Background(), limit)
+		start := mono()
+		dl, _ := ctx.Deadline()
+		deadline := start + int64(time.Until(dl))
+		_, err := w.sup.Call(ctx, id, "ping")
+		end := mono()
+		cancel()
+		w.recordCall(id, start, deadline, end, err)
+		pause.Reset(callPause)
+	}
+}
+
+func (w *workload) recordCall(id string, start, deadline, end int64, err error) {
+	class := "ok"
+	switch {
+	case err == nil:
+	case errors.Is(err, context.DeadlineExceeded):
+		class = "deadline"
+	case errors.Is(err, cohort.ErrNodeDown):
+		class = "nodedown"
+	default:
+		class = "other"
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c := &w.calls
+	c.total++
+	switch class {
+	case "ok":
+		c.ok++
+	case "deadline":
+		c.deadline++
+	case "nodedown":
+		c.nodeDown++
+	default:
+		c.other++
+	}
+	over := end - deadline
+	c.maxOver = max(c.maxOver, over)
+	if over > int64(20*time.Millisecond) {
+		w.overs = append(w.overs, fmt.Sprintf("callover %d %d %d %s %s\n", start, deadline, end, id, class))
+	}
+	if err != nil {
+		msg := err.Error()
+		key := class + ":" + msg[:min(len(msg), 40)]
+		if !w.errSeen[key] && len(w.errSeen) < 50 {
+			w.errSeen[key] = true
+			w.overs = append(w.overs, fmt.Sprintf("callerr %s %q\n", class, msg))
+		}
+	}
+}
+
+// hbChild is a distributed permanent child. It records its incarnation's
+// life: the instant it started, its heartbeats and the calls it answered,
+// each marked with whether the node's lease epoch it started under was
+// still proven alive, and the instant it terminated.
+type hbChild struct {
+	w   *workload
+	ep  *lease.Epoch
+	rec *incRec
+}
+
+func (c *hbChild) Init(ctx *actor.Context, args any) error {
+	ia, _ := args.(supervisor.InitArgs)
+	at := mono()
+	c.ep = c.w.n.Session().Current()
+	c.rec = &incRec{id: ia.ID, ref: ctx.Self(), start: at}
+	alive := c.ep.Alive()
+	c.w.mu.Lock()
+	c.w.live[c.rec] = struct{}{}
+	c.w.mu.Unlock()
+	c.w.touch(c.rec, at, alive)
+	return nil
+}
+
+func (c *hbChild) HandleInfo(_ *actor.Context, msg any) error {
+	if _, ok := msg.(hbTick); ok {
+		at := mono()
+		c.w.touch(c.rec, at, c.ep.Alive())
+	}
+	return nil
+}
+
+func (c *hbChild) HandleCall(_ *actor.Context, msg any) (any, error) {
+	at := mono()
+	c.w.touch(c.rec, at, c.ep.Alive())
+	return refString(c.rec.ref), nil
+}
+
+func (c *hbChild) Terminate(_ *actor.Context, _ error) {
+	at := mono()
+	c.w.touch(c.rec, at, c.ep.Alive())
+	c.w.mu.Lock()
+	c.rec.end = at
+	c.w.mu.Unlock()
+}
+
+type writeTick struct{}
+
+// writer is the singleton: every writeEvery, while its term is alive, it
+// appends an entry to the list in etcd with a write guarded by its fencing
+// token. On losing its term it tries one more write with the stale token.
+type writer struct {
+	w    *workload
+	term *supervisor.Term
+	rec  *tenureRec
+	seq  int
+	stop chan struct{}
+	done chan struct{}
+}
+
+func (k *writer) Init(ctx *actor.Context, _ any) error {
+	at := mono()
+	k.rec = &tenureRec{token: k.term.Token(), start: at}
+	k.w.tenureTouch(k.rec, at, k.term.Alive())
+	k.stop, k.done = make(chan struct{}), make(chan struct{})
+	sys, self := ctx.System(), ctx.Self()
+	go func() {
+		defer close(k.done)
+		t := time.NewTicker(writeEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-k.stop:
+				return
+			case <-t.C:
+				_ = sys.Send(self, writeTick{})
+			}
+		}
+	}()
+	return nil
+}
+
+func (k *writer) HandleCall(*actor.Context, any) (any, error) { return k.term.Token(), nil }
+
+func (k *writer) HandleInfo(_ *actor.Context, msg any) error {
+	if _, ok := msg.(writeTick); !ok {
+		return nil
+	}
+	at := mono()
+	alive := k.term.Alive()
+	k.w.tenureTouch(k.rec, at, alive)
+	if !alive {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(k.term.Context(), time.Second)
+	defer cancel()
+	key := fmt.Sprintf("%s%020d-%08d", listPrefix, k.term.Token(), k.seq)
+	if _, err := k.term.Write(ctx, clientv3.OpPut(key, k.term.Node())); err == nil {
+		k.seq++
+		k.w.mu.Lock()
+		k.rec.writes++
+		k.w.mu.Unlock()
+	}
+	return nil
+}
+
+func (k *writer) Terminate(_ *actor.Context, reason error) {
+	close(k.stop)
+	<-k.done
+	at := mono()
+	k.w.tenureTouch(k.rec, at, k.term.Alive())
+	stale := "-"
+	if errors.Is(reason, supervisor.ErrLeadershipLost) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		key := fmt.Sprintf("%s%020d-%08d", listPrefix, k.term.Token(), k.seq)
+		_, err := k.term.Write(ctx, clientv3.OpPut(key, k.term.Node()+" stale"))
+		cancel()
+		switch {
+		case errors.Is(err, supervisor.ErrFenced):
+			stale = "rejected"
+		case err == nil:
+			stale = "accepted"
+		default:
+			stale = "error"
+		}
+	}
+	k.w.mu.Lock()
+	k.rec.end, k.rec.stale = at, stale
+	k.w.tenures[k.rec] = struct{}{}
+	k.w.mu.Unlock()
+}
