@@ -684,7 +684,7 @@ func (d *Distributed) stopLocal(id string, lc *localChild, reason error) {
 
 // moveAll hands off and releases children, all at once.
 func (d *Distributed) moveAll(ep *lease.Epoch, ids []string) {
-	d.eachDetached(ids, len(ids), func(id string, lc *localChild) { d.move(ep, id, lc) })
+	d.eachDetached(ids, len(ids), func(id string, lc *localChild) { d.move(d.ctx, ep, id, lc) })
 }
 
 // detach takes id's child out of the local set, marked as stopped by this
@@ -724,8 +724,8 @@ func (d *Distributed) eachDetached(ids []string, limit int, fn func(id string, l
 // move takes the child's handoff state and stops it in one step in its own
 // goroutine, so no message is handled after the state was taken, then
 // releases the owner key with the state for the next owner.
-func (d *Distributed) move(ep *lease.Epoch, id string, lc *localChild) {
-	ctx, cancel := context.WithTimeout(d.ctx, Child{Shutdown: lc.spec.Shutdown}.shutdown())
+func (d *Distributed) move(parent context.Context, ep *lease.Epoch, id string, lc *localChild) {
+	ctx, cancel := context.WithTimeout(parent, Child{Shutdown: lc.spec.Shutdown}.shutdown())
 	defer cancel()
 	v, err := d.c.System.Exec(ctx, lc.ref, func(a actor.Actor, c *actor.Context) (any, error) {
 		defer c.Stop(ErrMoved)

@@ -450,7 +450,8 @@ func (d *Distributed) Rebalance(ctx context.Context) error {
 // Handoff state) and stops the rest (temporary and pinned children), for a
 // graceful leave. The node must have left the ring first (its member key
 // deleted), or the children are placed on it again. It returns when every
-// local child has stopped and its owner key is released.
+// local child has stopped and its owner key is released. When ctx ends, a
+// child still handing off is killed and moves without its state.
 func (d *Distributed) Drain(ctx context.Context) {
 	d.mu.Lock()
 	d.draining = true
@@ -466,7 +467,7 @@ func (d *Distributed) Drain(ctx context.Context) {
 			d.release(ep, id, nil)
 			return
 		}
-		d.move(ep, id, lc)
+		d.move(ctx, ep, id, lc)
 	})
 }
 
