@@ -38,6 +38,11 @@ const (
 	invSpecsLost      = "child specs were lost"
 	invStopHung       = "a graceful stop did not finish"
 	invBadReport      = "a node reported something impossible"
+	invLinkMoved      = "a transport partition moved a child or the singleton"
+	invLinkLeak       = "a call crossed a cut transport link"
+	invLinkNotCut     = "no call across a cut link failed"
+	invLinkError      = "a call across a cut link failed with an unclear error"
+	invLinkDead       = "the transport did not reconnect after a link healed"
 	resumeGrace       = 3 * time.Second // a resumed process may run this long before it learns it lost
 	freshWithin       = 2500 * time.Millisecond
 	prePauseWorkLimit = 2 * tickEvery
@@ -217,6 +222,19 @@ func settled(ctx context.Context, cli *clientv3.Client, sup *supervisor.Distribu
 		add("%d specs, want %d", len(cs), n)
 	}
 	isLive := func(node string) bool { return slices.Contains(live, node) }
+	// Placement is judged on the observer's ring, which must hold the
+	// live nodes and no other: a node that re-joins after its lease
+	// expired is out of the ring until it puts its member key again, and
+	// the children that belong to it move only then.
+	var members []string
+	for _, m := range sup.Nodes() {
+		if m.HasKind(kindHB) {
+			members = append(members, m.ID)
+		}
+	}
+	if slices.Sort(members); !slices.Equal(members, slices.Sorted(slices.Values(live))) {
+		add("the ring has %v, the live nodes are %v", members, live)
+	}
 	now := mono()
 	fresh := now - int64(freshWithin)
 	s := rec.snapshot()

@@ -7,7 +7,8 @@
 // workloads (a fenced singleton writer, a thousand permanent distributed
 // children that heartbeat with their incarnation, and a stream of calls
 // with deadlines) and reports what it did on stdout. Every node reaches
-// etcd through TCP proxies the test controls.
+// etcd through TCP proxies the test controls, and its peers reach its
+// transport through one more, which can cut the link to one peer alone.
 //
 // go test ./e2e runs the short suite (one fault of each type). The long
 // mode injects many faults and prints the reliability table of

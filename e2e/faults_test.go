@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cohort-go/cohort"
+	"github.com/cohort-go/cohort/internal/embedetcd"
 	"github.com/cohort-go/cohort/internal/etcdtest"
 	"github.com/cohort-go/cohort/supervisor"
 )
@@ -28,9 +29,11 @@ const (
 	faultPartition  = "node cut off from etcd"
 	faultEtcdLeader = "kill -9 of the etcd leader"
 	faultRolling    = "rolling restart (per node)"
+	faultLinkCut    = "transport link cut between two nodes"
+	faultLinkHole   = "transport link blackholed between two nodes"
 )
 
-var faultTypes = []string{faultKill, faultPause, faultPartition, faultEtcdLeader, faultRolling}
+var faultTypes = []string{faultKill, faultPause, faultPartition, faultEtcdLeader, faultRolling, faultLinkCut, faultLinkHole}
 
 // suiteConfig is the size and length of a run. The short run (the
 // default) injects one fault of each type; COHORT_E2E_LONG=1 injects
@@ -75,12 +78,16 @@ func loadConfig() suiteConfig {
 	return c
 }
 
-// node is one node id of the cluster, its proxies to each etcd member
-// and its current process.
+// node is one node id of the cluster, its proxies to each etcd member,
+// the proxy in front of its transport, and its current process.
 type node struct {
 	id      string
 	proxies []*etcdtest.Proxy
-	p       *proc
+	// link is the address the node publishes for its transport: peers
+	// reach it only through this proxy, which tells them apart, so the
+	// link between two nodes can be cut in both directions alone.
+	link *etcdtest.Proxy
+	p    *proc
 }
 
 func (n *node) cut() {
@@ -126,6 +133,7 @@ type faultStats struct {
 	children   []time.Duration // failover of the children of the faulted node
 	singleton  []time.Duration // failover of the singleton, when the node held it
 	etcd       []time.Duration // etcd unavailable for
+	linkBack   []time.Duration // from a link's heal to the first call answered across it both ways
 }
 
 func newSuite(t *testing.T, cfg suiteConfig) *suite {
@@ -145,6 +153,8 @@ func newSuite(t *testing.T, cfg suiteConfig) *suite {
 		for _, url := range s.etcd.clients {
 			n.proxies = append(n.proxies, etcdtest.NewProxy(t, url))
 		}
+		// The target is set before each start of the node.
+		n.link = etcdtest.NewProxyWith(t, "127.0.0.1:1", etcdtest.ProxyOptions{Source: s.ps.sourceOf})
 		s.nodes = append(s.nodes, n)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -184,17 +194,34 @@ func newSuite(t *testing.T, cfg suiteConfig) *suite {
 	return s
 }
 
+// startNode starts a process of node n. Its transport listens on a free
+// port, behind n.link; a port taken by another process between the test
+// picking it and the node listening on it is picked again.
 func (s *suite) startNode(n *node) error {
 	var eps []string
 	for _, p := range n.proxies {
 		eps = append(eps, p.Addr())
 	}
-	p, err := s.ps.start("node-"+n.id, []string{
-		envRole + "=" + roleNode, envNodeID + "=" + n.id, envNodeEtcd + "=" + strings.Join(eps, ","),
-		envNodeTTL + "=" + s.cfg.ttl.String(), envNodeChildren + "=" + strconv.Itoa(s.cfg.children),
-	}, func(line string) { s.rec.line(n.id, line) }, 90*time.Second)
-	if err != nil {
-		return err
+	var p *proc
+	for attempt := 0; ; attempt++ {
+		port, err := embedetcd.FreePort()
+		if err != nil {
+			return err
+		}
+		listen := fmt.Sprintf("127.0.0.1:%d", port)
+		n.link.SetTarget(listen)
+		p, err = s.ps.start("node-"+n.id, []string{
+			envRole + "=" + roleNode, envNodeID + "=" + n.id, envNodeEtcd + "=" + strings.Join(eps, ","),
+			envNodeTTL + "=" + s.cfg.ttl.String(), envNodeChildren + "=" + strconv.Itoa(s.cfg.children),
+			envNodeListen + "=" + listen, envNodeAddr + "=" + n.link.Addr(),
+		}, func(line string) { s.rec.line(n.id, line) }, 90*time.Second)
+		if err == nil {
+			break
+		}
+		if attempt == 2 || !strings.Contains(err.Error(), "Transport.ListenAddr") {
+			return err
+		}
+		s.t.Logf("%s: %v; trying another port", n.id, err)
 	}
 	go func() {
 		<-p.done
@@ -492,6 +519,119 @@ func (s *suite) killEtcdLeader() {
 	s.waitSettled(faultEtcdLeader, fmt.Sprintf("after etcd member m%d restarted", l), s.liveIDs(nil))
 }
 
+// linkBackLimit bounds how long after a link heals calls must be answered
+// across it again: the transport re-dials with a backoff of at most 2 s,
+// and so does gRPC under it.
+const linkBackLimit = 10 * time.Second
+
+// running returns, from the reports, the fresh incarnation of every child
+// and the token of the running singleton term.
+func (s *suite) running() (map[string]string, int64) {
+	snap := s.rec.snapshot()
+	fresh := mono() - int64(freshWithin)
+	incs := map[string]string{}
+	for id, is := range snap.byID {
+		for _, i := range is {
+			if i.end == 0 && i.lastAny >= fresh {
+				incs[id] = i.ref
+			}
+		}
+	}
+	var token int64
+	for _, t := range snap.tenures {
+		if t.end == 0 && t.lastAlive >= fresh {
+			token = t.token
+		}
+	}
+	return incs, token
+}
+
+// pair picks two different nodes.
+func (s *suite) pair() (*node, *node) {
+	i := s.rng.IntN(len(s.nodes))
+	j := (i + 1 + s.rng.IntN(len(s.nodes)-1)) % len(s.nodes)
+	return s.nodes[i], s.nodes[j]
+}
+
+// linkFault cuts the transport link between nodes a and b in both
+// directions for hold (faultLinkCut: their connections drop and new ones
+// are refused; faultLinkHole: no byte moves but nothing closes), while
+// both keep reaching etcd and the third node reaches both. etcd sees both
+// alive, so nothing may change hands; calls across the link must fail
+// with ErrNodeDown or at their deadline, none may be answered across it,
+// and after the heal calls must be answered across it again.
+func (s *suite) linkFault(kind string, a, b *node, hold time.Duration) {
+	s.count(kind)
+	before, token := s.running()
+	t0 := mono()
+	for _, d := range [][2]*node{{a, b}, {b, a}} {
+		if kind == faultLinkHole {
+			d[1].link.PauseFrom(d[0].id)
+		} else {
+			d[1].link.CutFrom(d[0].id)
+		}
+	}
+	at := mono()
+	links := []*linkCut{s.rec.cutLink(a.id, b.id, at), s.rec.cutLink(b.id, a.id, at)}
+	time.Sleep(time.Duration(t0 + int64(hold) - mono()))
+	healed := mono()
+	for _, l := range links {
+		s.rec.healLink(l, healed)
+	}
+	b.link.HealFrom(a.id)
+	a.link.HealFrom(b.id)
+	what := fmt.Sprintf("%s %s–%s for %v", kind, a.id, b.id, hold)
+
+	limit := time.Now().Add(linkBackLimit)
+	var back time.Duration
+	for {
+		l1, l2 := s.rec.link(links[0]), s.rec.link(links[1])
+		if l1.firstBack != 0 && l2.firstBack != 0 {
+			back = time.Duration(max(l1.firstBack, l2.firstBack) - healed)
+			break
+		}
+		if time.Now().After(limit) {
+			s.violate(kind, violation{invLinkDead, fmt.Sprintf("%s: no call answered across the link within %v of the heal (%s→%s: %d calls since, %s→%s: %d)",
+				what, linkBackLimit, l1.from, l1.to, l1.callsAfterHeal, l2.from, l2.to, l2.callsAfterHeal)})
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.waitSettled(kind, "after "+what, s.liveIDs(nil))
+
+	after, tokenAfter := s.running()
+	var moved []string
+	for id, ref := range before {
+		if after[id] != ref {
+			moved = append(moved, fmt.Sprintf("%s %s→%s", id, ref, after[id]))
+		}
+	}
+	if len(moved) > 0 || len(before) != s.cfg.children {
+		s.violate(kind, violation{invLinkMoved, fmt.Sprintf("%s: %d of %d children run as another incarnation (%d before): %v",
+			what, len(moved), s.cfg.children, len(before), moved[:min(len(moved), 5)])})
+	}
+	if token == 0 || tokenAfter != token {
+		s.violate(kind, violation{invLinkMoved, fmt.Sprintf("%s: singleton token %d before, %d after", what, token, tokenAfter)})
+	}
+	for _, l := range links {
+		c := s.rec.link(l)
+		if len(c.leaks) > 0 {
+			s.violate(kind, violation{invLinkLeak, fmt.Sprintf("%s: %s→%s: %v", what, c.from, c.to, c.leaks)})
+		}
+		if len(c.badErrs) > 0 {
+			s.violate(kind, violation{invLinkError, fmt.Sprintf("%s: %s→%s: %v", what, c.from, c.to, c.badErrs)})
+		}
+		if c.failed == 0 {
+			s.violate(kind, violation{invLinkNotCut, fmt.Sprintf("%s: no call from %s to %s failed while the link was cut", what, c.from, c.to)})
+		}
+	}
+	s.mu.Lock()
+	s.stats[kind].linkBack = append(s.stats[kind].linkBack, back)
+	s.mu.Unlock()
+	l1, l2 := s.rec.link(links[0]), s.rec.link(links[1])
+	s.t.Logf("%s: %d and %d calls failed across it; answered again %v after the heal", what, l1.failed, l2.failed, back)
+}
+
 // rolling stops every node gracefully and starts it again, one at a time.
 func (s *suite) rolling() {
 	for _, n := range s.nodes {
@@ -519,6 +659,13 @@ func (s *suite) inject(kind string) {
 		s.killEtcdLeader()
 	case faultRolling:
 		s.rolling()
+	case faultLinkCut, faultLinkHole:
+		a, b := s.pair()
+		hold := 3 * time.Second
+		if s.cfg.long {
+			hold = s.hold()
+		}
+		s.linkFault(kind, a, b, hold)
 	}
 }
 
@@ -537,13 +684,17 @@ func TestFaults(t *testing.T) {
 	took := s.waitSettled("start", "initial placement", s.liveIDs(nil))
 	t.Logf("cluster up and %d children placed in %v (settled in %v)", cfg.children, time.Since(began), took)
 
+	types := faultTypes
+	if only := os.Getenv("COHORT_E2E_ONLY"); only != "" {
+		types = slices.DeleteFunc(slices.Clone(types), func(f string) bool { return !strings.Contains(f, only) })
+	}
 	var plan []string
 	if cfg.long {
 		for range cfg.faults {
-			plan = append(plan, faultTypes[s.rng.IntN(len(faultTypes))])
+			plan = append(plan, types[s.rng.IntN(len(types))])
 		}
 	} else {
-		plan = faultTypes
+		plan = types
 	}
 	for i, kind := range plan {
 		t.Logf("fault %d/%d: %s", i+1, len(plan), kind)
@@ -598,19 +749,20 @@ func (s *suite) table(took time.Duration) string {
 	defer s.mu.Unlock()
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d nodes, %d children, TTL %v, seed %d, %v\n\n", s.cfg.nodes, s.cfg.children, s.cfg.ttl, s.cfg.seed, took.Round(time.Second))
-	b.WriteString("| fault | injected | violations | children failover p50 / p99 (n) | singleton failover p50 / p99 (n) | etcd writes down p50 / p99 |\n")
-	b.WriteString("|---|---|---|---|---|---|\n")
+	b.WriteString("| fault | injected | violations | children failover p50 / p99 (n) | singleton failover p50 / p99 (n) | etcd writes down p50 / p99 | calls across the link again after the heal p50 / p99 |\n")
+	b.WriteString("|---|---|---|---|---|---|---|\n")
 	total, viol := 0, 0
 	for _, f := range faultTypes {
 		st := s.stats[f]
 		total += st.injected
 		viol += st.violations
-		fmt.Fprintf(&b, "| %s | %d | %d | %s / %s (%d) | %s / %s (%d) | %s / %s |\n", f, st.injected, st.violations,
+		fmt.Fprintf(&b, "| %s | %d | %d | %s / %s (%d) | %s / %s (%d) | %s / %s | %s / %s |\n", f, st.injected, st.violations,
 			percentile(st.children, 0.5), percentile(st.children, 0.99), len(st.children),
 			percentile(st.singleton, 0.5), percentile(st.singleton, 0.99), len(st.singleton),
-			percentile(st.etcd, 0.5), percentile(st.etcd, 0.99))
+			percentile(st.etcd, 0.5), percentile(st.etcd, 0.99),
+			percentile(st.linkBack, 0.5), percentile(st.linkBack, 0.99))
 	}
 	other := len(s.order) - viol
-	fmt.Fprintf(&b, "| **all** | %d | %d | | | |\n", total, viol+other)
+	fmt.Fprintf(&b, "| **all** | %d | %d | | | | |\n", total, viol+other)
 	return b.String()
 }

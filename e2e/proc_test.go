@@ -7,10 +7,12 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -248,4 +250,77 @@ func tail(path string, n int) string {
 		b = b[len(b)-n:]
 	}
 	return string(b)
+}
+
+// sourceOf names the process that opened connection c to one of the
+// test's proxies: the node id for a node process, else the process's
+// name, or "" when no process of the test holds the other end. It finds
+// the socket of the connection's far end in /proc/net/tcp and the process
+// that has it open among the test's processes; a proxy calls it before it
+// forwards a byte, so a link between two given nodes can be cut alone.
+func (ps *procs) sourceOf(c net.Conn) string {
+	local, ok1 := c.LocalAddr().(*net.TCPAddr)
+	remote, ok2 := c.RemoteAddr().(*net.TCPAddr)
+	if !ok1 || !ok2 {
+		return ""
+	}
+	inode := socketInode(remote.Port, local.Port)
+	if inode == "" {
+		return ""
+	}
+	want := "socket:[" + inode + "]"
+	ps.mu.Lock()
+	all := slices.Clone(ps.all)
+	ps.mu.Unlock()
+	for _, p := range all {
+		if !p.alive() {
+			continue
+		}
+		dir := fmt.Sprintf("/proc/%d/fd", p.cmd.Process.Pid)
+		fds, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			if l, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil && l == want {
+				return strings.TrimPrefix(p.name, "node-")
+			}
+		}
+	}
+	return ""
+}
+
+// socketInode returns the inode of the TCP socket whose local port is
+// localPort and whose peer's port is remotePort, from /proc/net/tcp and
+// tcp6 (all sockets of the test are on the loopback interface).
+func socketInode(localPort, remotePort int) string {
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(table)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 10 {
+				continue
+			}
+			if hexPort(f[1]) == localPort && hexPort(f[2]) == remotePort && f[9] != "0" {
+				return f[9]
+			}
+		}
+	}
+	return ""
+}
+
+// hexPort parses the port of an address of /proc/net/tcp ("0100007F:1F90").
+func hexPort(addr string) int {
+	_, port, ok := strings.Cut(addr, ":")
+	if !ok {
+		return -1
+	}
+	v, err := strconv.ParseUint(port, 16, 16)
+	if err != nil {
+		return -1
+	}
+	return int(v)
 }

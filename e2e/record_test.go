@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // inc is what the test knows of one incarnation of a child.
@@ -42,6 +43,18 @@ type callOver struct {
 	id, class            string
 }
 
+// linkCut is a transport link from one node to another cut (or
+// blackholed) by the test, and what the calls across it did.
+type linkCut struct {
+	from, to       string // calls made on from to children on to
+	cutAt, healAt  int64  // healAt 0 while cut
+	failed         int    // calls started during the cut that failed
+	badErrs        []string
+	leaks          []string // calls answered across the link while it was cut
+	firstBack      int64    // end of the first call answered that started after the heal
+	callsAfterHeal int
+}
+
 // recorder collects what the node processes report.
 type recorder struct {
 	mu      sync.Mutex
@@ -54,7 +67,8 @@ type recorder struct {
 	errs    map[string]string // first error message per node and class
 	pauses  []pause
 	lags    map[string][]lagSample // by node
-	bad     []string               // lines that did not parse
+	links   []*linkCut
+	bad     []string // lines that did not parse
 }
 
 // lagSample is the largest scheduling delay a node saw in the report
@@ -125,6 +139,8 @@ func (r *recorder) line(node, line string) {
 		}
 	case f[0] == "lag" && len(f) == 3:
 		r.lags[node] = append(r.lags[node], lagSample{at: atoi(f[1]), lag: atoi(f[2])})
+	case f[0] == "rc" && len(f) == 5:
+		r.remoteCall(node, f[1], atoi(f[2]), atoi(f[3]), f[4])
 	case f[0] == "stopped":
 	default:
 		r.bad = append(r.bad, node+": "+line)
@@ -161,6 +177,60 @@ func (r *recorder) callTotals() [6]int64 {
 		}
 	}
 	return t
+}
+
+// remoteCall matches a call from node to a child on node to against the
+// links the test cut. r.mu is held.
+func (r *recorder) remoteCall(node, to string, start, end int64, class string) {
+	for _, l := range r.links {
+		if l.from != node || l.to != to || start < l.cutAt {
+			continue
+		}
+		during := l.healAt == 0 || start < l.healAt
+		switch {
+		case class == "ok" && during && (l.healAt == 0 || end <= l.healAt):
+			if len(l.leaks) < 5 {
+				l.leaks = append(l.leaks, fmt.Sprintf("started %v after the cut, answered %v later",
+					time.Duration(start-l.cutAt), time.Duration(end-start)))
+			}
+		case class == "ok" && !during:
+			l.callsAfterHeal++
+			if l.firstBack == 0 || end < l.firstBack {
+				l.firstBack = end
+			}
+		case class != "ok" && during:
+			l.failed++
+			if class != "deadline" && class != "nodedown" && len(l.badErrs) < 5 {
+				l.badErrs = append(l.badErrs, fmt.Sprintf("started %v after the cut: %s", time.Duration(start-l.cutAt), class))
+			}
+		case class != "ok":
+			l.callsAfterHeal++
+		}
+	}
+}
+
+// cutLink notes that calls from node from to node to cannot cross from
+// instant at on.
+func (r *recorder) cutLink(from, to string, at int64) *linkCut {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l := &linkCut{from: from, to: to, cutAt: at}
+	r.links = append(r.links, l)
+	return l
+}
+
+// healLink notes that the link l can carry calls again from instant at.
+func (r *recorder) healLink(l *linkCut, at int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l.healAt = at
+}
+
+// link returns a copy of l, for the checkers.
+func (r *recorder) link(l *linkCut) linkCut {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return *l
 }
 
 func (r *recorder) paused(node string, at int64) {

@@ -34,6 +34,8 @@ const (
 	envNodeEtcd     = "E2E_NODE_ETCD"
 	envNodeTTL      = "E2E_NODE_TTL"
 	envNodeChildren = "E2E_NODE_CHILDREN"
+	envNodeListen   = "E2E_NODE_LISTEN" // the transport's listen address
+	envNodeAddr     = "E2E_NODE_ADDR"   // the transport address peers dial: the node's proxy
 )
 
 // What every node runs.
@@ -65,6 +67,7 @@ func childID(i int) string { return fmt.Sprintf("c%04d", i) }
 //	sing <token> <start> <lastAlive> <lastAny> <end> <writes> <stale>   a singleton tenure
 //	calls <total> <ok> <deadline> <nodedown> <other> <maxOverrun>      cumulative
 //	callover <start> <deadline> <end> <id> <class>            a call that ended >20ms late
+//	rc <node> <start> <end> <class>                           a call to a child on another node
 //	callerr <class> <message>                                 first error of a class
 //	lag <at> <ns>                                             largest scheduling delay since the last report
 //	stopped <ns>                                              Stop returned after ns
@@ -95,7 +98,8 @@ func runNode() int {
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		n, err = cohort.Start(ctx, cohort.Config{NodeID: id, Cluster: clusterName, Endpoints: endpoints,
-			LeaseTTL: ttl, DialTimeout: 5 * time.Second, Logger: log})
+			LeaseTTL: ttl, DialTimeout: 5 * time.Second, Logger: log,
+			Addr: os.Getenv(envNodeAddr), Transport: cohort.TransportConfig{ListenAddr: os.Getenv(envNodeListen)}})
 		cancel()
 		if err == nil {
 			break
@@ -177,7 +181,7 @@ type workload struct {
 	dirty   map[*incRec]struct{}
 	tenures map[*tenureRec]struct{} // changed since the last flush
 	calls   callStats
-	overs   []string
+	overs   []string // lines about calls, for the next flush
 	errSeen map[string]bool
 	lag     int64 // the largest scheduling delay since the last flush
 
@@ -349,19 +353,28 @@ func (w *workload) callLoop() {
 		}
 		id := w.ids[rand.IntN(len(w.ids))]
 		limit := minDeadline + rand.N(maxDeadline-minDeadline)
+		// The node the call goes to, as this node sees it now; the
+		// answer says where it went.
+		to := "-"
+		if ref, err := w.sup.Whereis(id); err == nil {
+			to = ref.Node
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), limit)
 		start := mono()
 		dl, _ := ctx.Deadline()
 		deadline := start + int64(time.Until(dl))
-		_, err := w.sup.Call(ctx, id, "ping")
+		v, err := w.sup.Call(ctx, id, "ping")
 		end := mono()
 		cancel()
-		w.recordCall(id, start, deadline, end, err)
+		if s, ok := v.(string); ok && err == nil {
+			to, _, _ = strings.Cut(s, "/")
+		}
+		w.recordCall(id, to, start, deadline, end, err)
 		pause.Reset(callPause)
 	}
 }
 
-func (w *workload) recordCall(id string, start, deadline, end int64, err error) {
+func (w *workload) recordCall(id, to string, start, deadline, end int64, err error) {
 	class := "ok"
 	switch {
 	case err == nil:
@@ -385,6 +398,9 @@ func (w *workload) recordCall(id string, start, deadline, end int64, err error) 
 		c.nodeDown++
 	default:
 		c.other++
+	}
+	if to != "-" && to != w.n.ID() {
+		w.overs = append(w.overs, fmt.Sprintf("rc %s %d %d %s\n", to, start, end, class))
 	}
 	over := end - deadline
 	c.maxOver = max(c.maxOver, over)

@@ -4,8 +4,10 @@
 // StartN for a multi-member cluster, Cluster.Client for a client that is
 // closed at cleanup, and NewProxy to put a controllable TCP hop between a
 // client and etcd (cut the link, or hold its bytes so keepalives go
-// unanswered). Members run with short raft timeouts and without fsync, so a
-// single member starts in tens of milliseconds; data lives in t.TempDir().
+// unanswered) or any other TCP server, such as a node's transport
+// (NewProxyWith tells its clients apart, to cut one and not the others).
+// Members run with short raft timeouts and without fsync, so a single
+// member starts in tens of milliseconds; data lives in t.TempDir().
 package etcdtest
 
 import (

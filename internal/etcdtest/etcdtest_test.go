@@ -1,9 +1,13 @@
 package etcdtest_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -228,5 +232,165 @@ func TestProxyTargetURL(t *testing.T) {
 	cli := etcdtest.Dial(t, etcdtest.ClientConfig(p.Addr()))
 	for i := range 10 {
 		put(t, cli, fmt.Sprintf("k%d", i), "v")
+	}
+}
+
+// echoServer answers every line with prefix and the line, until the test
+// ends.
+func echoServer(t *testing.T, prefix string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		_ = ln.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				_ = c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sc := bufio.NewScanner(c)
+				for sc.Scan() {
+					if _, err := fmt.Fprintf(c, "%s%s\n", prefix, sc.Text()); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// sourceConn is a client connection through a proxy that names its
+// source in its first line.
+type sourceConn struct {
+	c net.Conn
+	r *bufio.Reader
+}
+
+func dialAs(t *testing.T, p *etcdtest.Proxy, src string) *sourceConn {
+	t.Helper()
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	if _, err := fmt.Fprintf(c, "%s\n", src); err != nil {
+		t.Fatal(err)
+	}
+	return &sourceConn{c: c, r: bufio.NewReader(c)}
+}
+
+// roundTrip sends line and returns the answer, or an error when none came
+// within wait.
+func (s *sourceConn) roundTrip(line string, wait time.Duration) (string, error) {
+	_ = s.c.SetDeadline(time.Now().Add(wait))
+	if _, err := fmt.Fprintf(s.c, "%s\n", line); err != nil {
+		return "", err
+	}
+	got, err := s.r.ReadString('\n')
+	return strings.TrimSuffix(got, "\n"), err
+}
+
+// readSource is a ProxyOptions.Source that takes the connection's first
+// line as its source name.
+func readSource(c net.Conn) string {
+	var b []byte
+	one := make([]byte, 1)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	defer func() { _ = c.SetReadDeadline(time.Time{}) }()
+	for {
+		if _, err := c.Read(one); err != nil || one[0] == '\n' {
+			return string(b)
+		}
+		b = append(b, one[0])
+	}
+}
+
+func TestProxyCutFromAndPauseFromOneSource(t *testing.T) {
+	p := etcdtest.NewProxyWith(t, echoServer(t, ""), etcdtest.ProxyOptions{Source: readSource})
+	a, b := dialAs(t, p, "a"), dialAs(t, p, "b")
+	for _, c := range []*sourceConn{a, b} {
+		if got, err := c.roundTrip("x", 5*time.Second); err != nil || got != "x" {
+			t.Fatalf("before the cut: %q, %v", got, err)
+		}
+	}
+
+	p.CutFrom("a")
+	if got, err := a.roundTrip("y", 5*time.Second); err == nil {
+		t.Fatalf("a's connection was not dropped: got %q", got)
+	}
+	if got, err := dialAs(t, p, "a").roundTrip("y", 5*time.Second); err == nil {
+		t.Fatalf("a new connection from a was forwarded: got %q", got)
+	}
+	if got, err := b.roundTrip("y", 5*time.Second); err != nil || got != "y" {
+		t.Fatalf("b after a's cut: %q, %v", got, err)
+	}
+
+	p.HealFrom("a")
+	if got, err := dialAs(t, p, "a").roundTrip("z", 5*time.Second); err != nil || got != "z" {
+		t.Fatalf("a after heal: %q, %v", got, err)
+	}
+
+	p.PauseFrom("b")
+	if got, err := b.roundTrip("held", 200*time.Millisecond); err == nil {
+		t.Fatalf("b's bytes moved while paused: %q", got)
+	}
+	a2 := dialAs(t, p, "a")
+	if got, err := a2.roundTrip("free", 5*time.Second); err != nil || got != "free" {
+		t.Fatalf("a while b is paused: %q, %v", got, err)
+	}
+	p.HealFrom("b")
+	_ = b.c.SetDeadline(time.Now().Add(5 * time.Second))
+	if got, err := b.r.ReadString('\n'); err != nil || got != "held\n" {
+		t.Fatalf("b's held line after heal: %q, %v", got, err)
+	}
+
+	// A proxy-wide cut covers every source; healing a source does not
+	// lift it.
+	p.Cut()
+	p.HealFrom("a")
+	if got, err := dialAs(t, p, "a").roundTrip("w", 5*time.Second); err == nil {
+		t.Fatalf("forwarded through a cut proxy: %q", got)
+	}
+	p.Heal()
+	if got, err := dialAs(t, p, "a").roundTrip("w", 5*time.Second); err != nil || got != "w" {
+		t.Fatalf("after the proxy healed: %q, %v", got, err)
+	}
+}
+
+func TestProxySetTarget(t *testing.T) {
+	p := etcdtest.NewProxyWith(t, echoServer(t, "1:"), etcdtest.ProxyOptions{Source: readSource})
+	old := dialAs(t, p, "a")
+	if got, err := old.roundTrip("x", 5*time.Second); err != nil || got != "1:x" {
+		t.Fatalf("first target: %q, %v", got, err)
+	}
+	second := echoServer(t, "2:")
+	p.SetTarget("http://" + second)
+	if p.Target() != second {
+		t.Fatalf("target %q, want %q", p.Target(), second)
+	}
+	if got, err := dialAs(t, p, "a").roundTrip("x", 5*time.Second); err != nil || got != "2:x" {
+		t.Fatalf("new connection after SetTarget: %q, %v", got, err)
+	}
+	if got, err := old.roundTrip("y", 5*time.Second); err != nil || got != "1:y" {
+		t.Fatalf("open connection after SetTarget: %q, %v", got, err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 )
 
+// proxyMode is what happens to bytes; a larger mode is a worse link.
 type proxyMode int
 
 const (
@@ -22,23 +23,37 @@ const (
 // purpose. Point a client at Addr instead of the target; then Cut the link
 // (connections drop, new ones are refused), Pause it (connections stay open
 // but no byte moves in either direction, so requests and keepalives go
-// unanswered), and Heal it. Its methods are safe to call from several
+// unanswered), and Heal it. With ProxyOptions.Source, the same can be done
+// to the connections of one source only (CutFrom, PauseFrom, HealFrom),
+// leaving the others alone. Its methods are safe to call from several
 // goroutines.
 type Proxy struct {
-	target string
 	ln     net.Listener
+	source func(net.Conn) string
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
 	mu      sync.Mutex
+	target  string
 	mode    proxyMode
-	changed chan struct{} // closed and replaced on every mode change
+	bySrc   map[string]proxyMode // sources cut or paused on their own
+	changed chan struct{}        // closed and replaced on every mode change
 	conns   map[*proxyConn]struct{}
+}
+
+// ProxyOptions configure a proxy. The zero value is NewProxy's.
+type ProxyOptions struct {
+	// Source names where an accepted connection comes from. It is called
+	// once per connection, before any byte is forwarded; its result is the
+	// source CutFrom, PauseFrom and HealFrom select. Default: every
+	// connection's source is "".
+	Source func(net.Conn) string
 }
 
 type proxyConn struct {
 	client, server net.Conn
+	src            string
 	once           sync.Once
 	done           chan struct{}
 	cancel         context.CancelFunc // ends the dial to the target
@@ -61,19 +76,24 @@ func (pc *proxyConn) close() {
 // waits for its goroutines. It fails t if it cannot listen.
 func NewProxy(t testing.TB, target string) *Proxy {
 	t.Helper()
-	if i := strings.Index(target, "://"); i >= 0 {
-		target = target[i+3:]
-	}
+	return NewProxyWith(t, target, ProxyOptions{})
+}
+
+// NewProxyWith is NewProxy with options.
+func NewProxyWith(t testing.TB, target string, o ProxyOptions) *Proxy {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("etcdtest: proxy listen: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Proxy{
-		target:  target,
+		target:  hostPort(target),
 		ln:      ln,
+		source:  o.Source,
 		ctx:     ctx,
 		cancel:  cancel,
+		bySrc:   make(map[string]proxyMode),
 		changed: make(chan struct{}),
 		conns:   make(map[*proxyConn]struct{}),
 	}
@@ -83,21 +103,67 @@ func NewProxy(t testing.TB, target string) *Proxy {
 	return p
 }
 
+func hostPort(target string) string {
+	if i := strings.Index(target, "://"); i >= 0 {
+		return target[i+3:]
+	}
+	return target
+}
+
 // Addr returns the proxy's "host:port", usable as a client endpoint.
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
 // Target returns the address the proxy forwards to.
-func (p *Proxy) Target() string { return p.target }
+func (p *Proxy) Target() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.target
+}
+
+// SetTarget makes connections accepted from now on go to target (as in
+// NewProxy); open connections keep their target.
+func (p *Proxy) SetTarget(target string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.target = hostPort(target)
+}
 
 // Cut drops every open connection and refuses new ones (they are accepted
 // and closed at once) until Heal.
 func (p *Proxy) Cut() {
 	p.setMode(cut)
+	p.drop(func(*proxyConn) bool { return true })
+}
+
+// CutFrom is Cut for the connections of one source (see
+// ProxyOptions.Source) until HealFrom(src): they are dropped, and new ones
+// from src refused, while other sources go on.
+func (p *Proxy) CutFrom(src string) {
+	p.setSourceMode(src, cut)
+	p.drop(func(pc *proxyConn) bool { return pc.src == src })
+}
+
+// PauseFrom is Pause for the connections of one source until
+// HealFrom(src) (or CutFrom(src)).
+func (p *Proxy) PauseFrom(src string) { p.setSourceMode(src, paused) }
+
+// HealFrom ends a CutFrom or PauseFrom of src: its new connections are
+// forwarded and its held bytes delivered, unless the whole proxy is cut or
+// paused.
+func (p *Proxy) HealFrom(src string) { p.setSourceMode(src, forwarding) }
+
+// drop closes the open connections that match and forgets them.
+func (p *Proxy) drop(match func(*proxyConn) bool) {
+	var closing []*proxyConn
 	p.mu.Lock()
-	conns := p.conns
-	p.conns = make(map[*proxyConn]struct{})
+	for pc := range p.conns {
+		if match(pc) {
+			closing = append(closing, pc)
+			delete(p.conns, pc)
+		}
+	}
 	p.mu.Unlock()
-	for pc := range conns {
+	for _, pc := range closing {
 		pc.close()
 	}
 }
@@ -129,6 +195,24 @@ func (p *Proxy) setMode(m proxyMode) {
 	p.mode = m
 	close(p.changed)
 	p.changed = make(chan struct{})
+}
+
+func (p *Proxy) setSourceMode(src string, m proxyMode) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if m == forwarding {
+		delete(p.bySrc, src)
+	} else {
+		p.bySrc[src] = m
+	}
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// modeOf is the mode that applies to a connection from src: the proxy's,
+// or its source's if that is worse. p.mu must be held.
+func (p *Proxy) modeOf(src string) proxyMode {
+	return max(p.mode, p.bySrc[src])
 }
 
 func (p *Proxy) close() {
@@ -170,12 +254,16 @@ func (p *Proxy) serve(c net.Conn) {
 	defer p.wg.Done()
 	cctx, ccancel := context.WithCancel(p.ctx)
 	pc := &proxyConn{client: c, done: make(chan struct{}), cancel: ccancel}
+	if p.source != nil {
+		pc.src = p.source(c)
+	}
 	p.mu.Lock()
-	if p.mode == cut {
+	if p.modeOf(pc.src) == cut {
 		p.mu.Unlock()
 		pc.close()
 		return
 	}
+	target := p.target
 	p.conns[pc] = struct{}{}
 	p.mu.Unlock()
 	defer func() {
@@ -187,7 +275,7 @@ func (p *Proxy) serve(c net.Conn) {
 
 	dctx, cancel := context.WithTimeout(cctx, 5*time.Second)
 	var d net.Dialer
-	s, err := d.DialContext(dctx, "tcp", p.target)
+	s, err := d.DialContext(dctx, "tcp", target)
 	cancel()
 	if err != nil {
 		return
@@ -250,7 +338,7 @@ func (p *Proxy) pipe(pc *proxyConn, dst, src net.Conn) {
 func (p *Proxy) gate(pc *proxyConn) bool {
 	for {
 		p.mu.Lock()
-		mode, changed := p.mode, p.changed
+		mode, changed := p.modeOf(pc.src), p.changed
 		p.mu.Unlock()
 		switch mode {
 		case forwarding:
