@@ -516,7 +516,7 @@ func TestDistributedEligibility(t *testing.T) {
 func TestDistributedManualRebalance(t *testing.T) {
 	cl := etcdtest.Start(t)
 	ctx := context.Background()
-	opts := supervisor.DistributedOptions{Balance: supervisor.BalanceManual, StableWindow: 10 * time.Millisecond, MaxChildren: 25}
+	opts := supervisor.DistributedOptions{Balance: supervisor.BalanceManual, StableWindow: 10 * time.Millisecond, MaxChildren: 25, MoveBatch: 3}
 	a := startDNode(t, cl, "a", nil, opts)
 	ids := startCounters(t, a.sup, 24)
 	waitAllRunning(t, a.sup, ids, 5*time.Second)
@@ -536,6 +536,12 @@ func TestDistributedManualRebalance(t *testing.T) {
 	}
 	if err := a.sup.Rebalance(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// Rebalance returns once every move is done, over several batches.
+	for _, c := range a.sup.LocalChildren() {
+		if want, _ := a.sup.NodeFor(c.ID); want != "a" {
+			t.Fatalf("%s still on a after Rebalance returned; it belongs on %s", c.ID, want)
+		}
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for len(b.sup.LocalChildren()) == 0 {
@@ -591,5 +597,75 @@ func TestDistributedLocatorAndTerminateByRef(t *testing.T) {
 	}
 	if err := a.sup.TerminateChildRef(ctx, ref); !errors.Is(err, supervisor.ErrChildNotFound) {
 		t.Fatalf("second terminate: %v", err)
+	}
+}
+
+// StartChildren stores many specs across several transactions, skips ids
+// that exist (keeping the spec stored first), stores nothing when one spec
+// is invalid, and respects MaxChildren for the whole batch.
+func TestDistributedStartChildren(t *testing.T) {
+	cl := etcdtest.Start(t)
+	ctx := context.Background()
+	a := startDNode(t, cl, "a", nil, supervisor.DistributedOptions{MaxChildren: 1000})
+	b := startDNode(t, cl, "b", nil, supervisor.DistributedOptions{MaxChildren: 1000})
+	waitMembers(t, a.Node, "a", "b")
+
+	if _, _, err := a.sup.StartChild(ctx, supervisor.ChildSpec{ID: "s0042", Kind: "counter", Restart: supervisor.Transient}); err != nil {
+		t.Fatal(err)
+	}
+	specs := make([]supervisor.ChildSpec, 450)
+	for i := range specs {
+		specs[i] = supervisor.ChildSpec{ID: fmt.Sprintf("s%04d", i), Kind: "counter"}
+	}
+	specs[449].ID = "" // generated
+	ids, err := a.sup.StartChildren(ctx, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != len(specs) || ids[0] != "s0000" || ids[449] == "" {
+		t.Fatalf("ids: %d returned, first %q, last %q", len(ids), ids[0], ids[449])
+	}
+	where := waitAllRunning(t, b.sup, ids, 10*time.Second)
+	if len(where) != 450 {
+		t.Fatalf("%d running, want 450", len(where))
+	}
+	kids, err := b.sup.WhichChildren(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := false
+	for _, k := range kids {
+		if k.ID == "s0042" {
+			seen = true
+			if k.Restart != supervisor.Transient {
+				t.Fatalf("s0042 = %+v, want the spec stored first (transient)", k)
+			}
+		}
+	}
+	if !seen {
+		t.Fatal("s0042 missing from WhichChildren")
+	}
+
+	bad := []supervisor.ChildSpec{{ID: "t1", Kind: "counter"}, {ID: "bad/id", Kind: "counter"}}
+	if _, err := a.sup.StartChildren(ctx, bad); !errors.Is(err, supervisor.ErrInvalidSpec) {
+		t.Fatalf("invalid spec: %v, want ErrInvalidSpec", err)
+	}
+	unknown := []supervisor.ChildSpec{{ID: "t2", Kind: "counter"}, {ID: "t3", Kind: "nope"}}
+	if _, err := a.sup.StartChildren(ctx, unknown); !errors.Is(err, supervisor.ErrUnknownKind) {
+		t.Fatalf("unknown kind: %v, want ErrUnknownKind", err)
+	}
+	many := make([]supervisor.ChildSpec, 600)
+	for i := range many {
+		many[i] = supervisor.ChildSpec{Kind: "counter"}
+	}
+	if _, err := a.sup.StartChildren(ctx, many); !errors.Is(err, supervisor.ErrMaxChildren) {
+		t.Fatalf("over MaxChildren: %v, want ErrMaxChildren", err)
+	}
+	n, err := a.sup.CountChildren(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Specs != 450 {
+		t.Fatalf("%d specs after the refused batches, want 450", n.Specs)
 	}
 }

@@ -119,7 +119,9 @@ type DistributedOptions struct {
 	// MaxChildren bounds the number of children (best effort under
 	// concurrent starts). Zero means no bound.
 	MaxChildren int
-	// MoveBatch is how many children one node moves at a time. Default 64.
+	// MoveBatch is how many children one node moves at a time: each is
+	// unavailable (messages to it held) from its handoff until its new
+	// instance starts. Default 512.
 	MoveBatch int
 	// StableWindow is how long membership must be unchanged before joins
 	// move children. Default 1s.

@@ -37,11 +37,15 @@ type Distributed struct {
 	mu        sync.Mutex
 	local     map[string]*localChild
 	dirty     map[string]struct{}
+	deferred  map[string]struct{} // local children to move once moves may run
 	exits     []childExit
 	full      bool
 	rebalance []chan struct{}
 	ringAt    time.Time // last membership change
 	draining  bool
+	releases  releaseQueue
+	filters   sync.Map         // kind → ring.Filter
+	fencedTo  clientv3.LeaseID // the epoch the last pass fenced for
 
 	kick   chan struct{}
 	ctx    context.Context
@@ -81,7 +85,7 @@ func StartDistributed(ctx context.Context, c Cluster, name string, o Distributed
 	}
 	o.Intensity = in
 	if o.MoveBatch <= 0 {
-		o.MoveBatch = 64
+		o.MoveBatch = 512
 	}
 	if o.StableWindow <= 0 {
 		o.StableWindow = time.Second
@@ -101,7 +105,7 @@ func StartDistributed(ctx context.Context, c Cluster, name string, o Distributed
 	}
 	d := &Distributed{name: name, c: c, o: o, k: keys{root: c.Prefix + "/sup/" + name + "/"},
 		log: log.With(zap.String("dsup", name)), local: make(map[string]*localChild),
-		dirty: make(map[string]struct{}), full: true, kick: make(chan struct{}, 1)}
+		dirty: make(map[string]struct{}), deferred: make(map[string]struct{}), full: true, kick: make(chan struct{}, 1)}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	// The mirror lives as long as the supervisor; ctx bounds only its
 	// first read.
@@ -240,10 +244,13 @@ func (d *Distributed) emit(e DistEvent) {
 	}
 }
 
-// filter is the eligibility filter for a kind under the options.
+// filter is the eligibility filter for a kind under the options, built
+// once per kind.
 func (d *Distributed) filter(kind string) ring.Filter {
-	key := "dsup:" + d.name + ":" + kind
-	return ring.Filter{Key: key, Match: func(m ring.Member) bool {
+	if f, ok := d.filters.Load(kind); ok {
+		return f.(ring.Filter)
+	}
+	f := ring.Filter{Key: "dsup:" + d.name + ":" + kind, Match: func(m ring.Member) bool {
 		if !m.HasKind(kind) {
 			return false
 		}
@@ -252,6 +259,8 @@ func (d *Distributed) filter(kind string) ring.Filter {
 		}
 		return len(d.o.Nodes) == 0 || slices.Contains(d.o.Nodes, m.ID)
 	}}
+	d.filters.Store(kind, f)
+	return f
 }
 
 // place returns the node a spec belongs on at this ring snapshot.
@@ -297,8 +306,16 @@ func (d *Distributed) decodeKey(key string, value []byte) any {
 	return nil
 }
 
+// lookup returns the mirrored value of the key sub+id, building the key
+// on the stack: the reconciler looks up several keys per child per pass.
+func (d *Distributed) lookup(sub, id string) (any, *mvccpb.KeyValue, bool) {
+	var buf [128]byte
+	key := append(append(append(buf[:0], d.k.root...), sub...), id...)
+	return d.m.Lookup(key)
+}
+
 func (d *Distributed) specOf(id string) (ChildSpec, bool) {
-	v, _, ok := d.m.Value(d.k.spec(id))
+	v, _, ok := d.lookup("specs/", id)
 	if !ok {
 		return ChildSpec{}, false
 	}
@@ -307,7 +324,7 @@ func (d *Distributed) specOf(id string) (ChildSpec, bool) {
 }
 
 func (d *Distributed) ownerOf(id string) (owner, clientv3.LeaseID, bool) {
-	v, kv, ok := d.m.Value(d.k.owner(id))
+	v, kv, ok := d.lookup("owners/", id)
 	if !ok {
 		return owner{}, 0, false
 	}
@@ -316,7 +333,7 @@ func (d *Distributed) ownerOf(id string) (owner, clientv3.LeaseID, bool) {
 }
 
 func (d *Distributed) statusOf(id string) status {
-	v, _, _ := d.m.Value(d.k.status(id))
+	v, _, _ := d.lookup("status/", id)
 	st, _ := v.(decoded[status])
 	return st.v
 }
@@ -330,7 +347,12 @@ func (d *Distributed) reconcile() {
 		return
 	}
 	// A child this loop started under an epoch that was lost meanwhile.
-	d.fence(fmt.Errorf("claimed under an earlier epoch than %v", ep), func(lc *localChild) bool { return lc.lease != ep.ID() })
+	// Children are claimed only under the current epoch, so after one pass
+	// under an epoch there are none left to fence until it changes.
+	if d.fencedTo != ep.ID() {
+		d.fence(fmt.Errorf("claimed under an earlier epoch than %v", ep), func(lc *localChild) bool { return lc.lease != ep.ID() })
+		d.fencedTo = ep.ID()
+	}
 	d.mu.Lock()
 	ids := d.dirty
 	d.dirty = make(map[string]struct{})
@@ -341,6 +363,15 @@ func (d *Distributed) reconcile() {
 	waiters := d.rebalance
 	d.rebalance = nil
 	stable := time.Since(d.ringAt) >= d.o.StableWindow
+	// Moves run once membership is stable (auto balance) or on Rebalance.
+	// Until then the children waiting to move are not looked at again.
+	movesRun := (d.o.Balance == BalanceAuto && stable) || waiters != nil
+	if movesRun {
+		for id := range d.deferred {
+			ids[id] = struct{}{}
+		}
+		clear(d.deferred)
+	}
 	draining := d.draining
 	d.mu.Unlock()
 	if draining {
@@ -359,14 +390,21 @@ func (d *Distributed) reconcile() {
 	snap := d.c.Ring.Snapshot()
 	// deferred are local children that belong elsewhere but wait for the
 	// stable window (or for the next move batch): they are looked at
-	// again on a later pass, without rescanning every local child.
+	// again on the pass when moves run, without rescanning every local
+	// child.
 	var claims, moves, deferred []string
 	for id := range ids {
 		spec, hasSpec := d.specOf(id)
-		own, ownLease, hasOwner := d.ownerOf(id)
 		d.mu.Lock()
 		lc := d.local[id]
 		d.mu.Unlock()
+		if hasSpec && lc == nil {
+			// Most ids in a pass are another live node's: nothing to do.
+			if want, ok := d.place(spec, snap); ok && want != d.c.NodeID {
+				continue
+			}
+		}
+		own, ownLease, hasOwner := d.ownerOf(id)
 		if !hasSpec {
 			if lc != nil {
 				d.stopLocal(id, lc, actor.Shutdown)
@@ -396,7 +434,7 @@ func (d *Distributed) reconcile() {
 			movable := spec.Node == "" && spec.Restart != Temporary
 			if ok && want != d.c.NodeID && movable {
 				switch {
-				case (d.o.Balance == BalanceAuto && stable) || waiters != nil:
+				case movesRun:
 					moves = append(moves, id)
 				case d.o.Balance == BalanceAuto:
 					deferred = append(deferred, id)
@@ -417,20 +455,29 @@ func (d *Distributed) reconcile() {
 	}
 	slices.Sort(claims)
 	d.claim(ep, claims)
-	if len(moves) > d.o.MoveBatch {
+	more := len(moves) > d.o.MoveBatch
+	if more {
 		slices.Sort(moves)
 		deferred = append(deferred, moves[d.o.MoveBatch:]...)
 		moves = moves[:d.o.MoveBatch]
-		d.poke()
 	}
 	if len(deferred) > 0 {
 		d.mu.Lock()
 		for _, id := range deferred {
-			d.dirty[id] = struct{}{}
+			d.deferred[id] = struct{}{}
+		}
+		if more {
+			// A Rebalance returns when all its moves are done, over as
+			// many passes as the batch size takes.
+			d.rebalance = append(d.rebalance, waiters...)
+			waiters = nil
 		}
 		d.mu.Unlock()
 	}
 	d.moveAll(ep, moves)
+	if more {
+		d.poke()
+	}
 	for _, w := range waiters {
 		close(w)
 	}
@@ -440,10 +487,9 @@ func (d *Distributed) reconcile() {
 // the epoch's lease, with any handed-off state taken in the same
 // transaction) and starts them.
 func (d *Distributed) claim(ep *lease.Epoch, ids []string) {
-	const batch = 32 // 3 ops per id; etcd allows 128 ops per txn by default
 	var parts [][]string
 	for len(ids) > 0 {
-		n := min(batch, len(ids))
+		n := min(idsPerTxn, len(ids))
 		parts = append(parts, ids[:n])
 		ids = ids[n:]
 	}
@@ -463,21 +509,28 @@ func (d *Distributed) claim(ep *lease.Epoch, ids []string) {
 	wg.Wait()
 }
 
+// idsPerTxn is how many children one claim or release transaction covers:
+// two operations per child, within etcd's default limit of 128
+// operations per transaction (--max-txn-ops).
+const idsPerTxn = 64
+
 // claimsInFlight bounds the claim transactions one node has in flight.
 const claimsInFlight = 4
 
-// claimBatch claims up to 32 ids in one transaction, falling back to one
-// transaction per id when some were taken meanwhile.
+// claimBatch claims up to idsPerTxn ids in one transaction, falling back to
+// one transaction per id when some were taken meanwhile.
 func (d *Distributed) claimBatch(ep *lease.Epoch, part []string) {
 	refs := make([]actor.Ref, len(part))
-	var cmps []clientv3.Cmp
-	var ops []clientv3.Op
+	cmps := make([]clientv3.Cmp, 0, len(part))
+	ops := make([]clientv3.Op, 0, 2*len(part))
 	for i, id := range part {
 		refs[i] = d.c.System.ReserveRef()
 		val, _ := json.Marshal(owner{Node: d.c.NodeID, Ref: refs[i]})
 		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(d.k.owner(id)), "=", 0))
+		// The handed-off state, if any, is taken by deleting it: the
+		// deletion returns it.
 		ops = append(ops, clientv3.OpPut(d.k.owner(id), string(val), clientv3.WithLease(ep.ID())),
-			clientv3.OpGet(d.k.handoff(id)), clientv3.OpDelete(d.k.handoff(id)))
+			clientv3.OpDelete(d.k.handoff(id), clientv3.WithPrevKV()))
 	}
 	ctx, cancel := context.WithTimeout(ep.Context(), 10*time.Second)
 	resp, err := d.c.Client.Txn(ctx).If(cmps...).Then(ops...).Commit()
@@ -495,18 +548,20 @@ func (d *Distributed) claimBatch(ep *lease.Epoch, part []string) {
 		}
 		return
 	}
+	var orphans []release
 	for i, id := range part {
 		var handoff []byte
-		if kvs := resp.Responses[3*i+1].GetResponseRange().Kvs; len(kvs) > 0 {
+		if kvs := resp.Responses[2*i+1].GetResponseDeleteRange().GetPrevKvs(); len(kvs) > 0 {
 			handoff = kvs[0].Value
 		}
 		spec, ok := d.specOf(id)
 		if !ok {
-			d.release(ep, id, nil)
+			orphans = append(orphans, release{id: id})
 			continue
 		}
 		d.start(ep, spec, refs[i], handoff, nil)
 	}
+	d.releaseAll(ep, orphans)
 }
 
 // start spawns a child under a Ref already published in its owner key.
@@ -651,19 +706,107 @@ func (d *Distributed) markDirty(ids ...string) {
 	time.AfterFunc(100*time.Millisecond, d.poke)
 }
 
+// release is an owner key to delete, with the state to hand off to the
+// next owner, if any.
+type release struct {
+	id      string
+	handoff []byte
+}
+
 // release deletes this node's owner key of id, with handed-off state when
 // there is some, if the key is still bound to the epoch's lease.
 func (d *Distributed) release(ep *lease.Epoch, id string, handoff []byte) {
-	ops := []clientv3.Op{clientv3.OpDelete(d.k.owner(id))}
-	if handoff != nil {
-		ops = append(ops, clientv3.OpPut(d.k.handoff(id), string(handoff)))
+	d.releaseAll(ep, []release{{id: id, handoff: handoff}})
+}
+
+// releaseAll releases owner keys as release does, up to idsPerTxn in one
+// transaction; when one of them is no longer this epoch's, the others of
+// its transaction are released one by one.
+func (d *Distributed) releaseAll(ep *lease.Epoch, rs []release) {
+	for len(rs) > 0 {
+		part := rs[:min(idsPerTxn, len(rs))]
+		rs = rs[len(part):]
+		cmps := make([]clientv3.Cmp, 0, len(part))
+		ops := make([]clientv3.Op, 0, 2*len(part))
+		for _, r := range part {
+			cmps = append(cmps, clientv3.Compare(clientv3.LeaseValue(d.k.owner(r.id)), "=", ep.ID()))
+			ops = append(ops, clientv3.OpDelete(d.k.owner(r.id)))
+			if r.handoff != nil {
+				ops = append(ops, clientv3.OpPut(d.k.handoff(r.id), string(r.handoff)))
+			}
+		}
+		ctx, cancel := context.WithTimeout(ep.Context(), 10*time.Second)
+		resp, err := d.c.Client.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		cancel()
+		switch {
+		case err != nil:
+			d.log.Warn("release failed", zap.Int("children", len(part)), zap.String("first", part[0].id), zap.Error(err))
+		case !resp.Succeeded && len(part) > 1:
+			for _, r := range part {
+				d.releaseAll(ep, []release{r})
+			}
+		}
 	}
-	ctx, cancel := context.WithTimeout(ep.Context(), 10*time.Second)
-	defer cancel()
-	if _, err := d.c.Client.Txn(ctx).If(clientv3.Compare(clientv3.LeaseValue(d.k.owner(id)), "=", ep.ID())).
-		Then(ops...).Commit(); err != nil {
-		d.log.Warn("release failed", zap.String("child", id), zap.Error(err))
+}
+
+// releaseQueue group-commits the releases of moving children: while one
+// transaction is in flight the next releases queue, and the goroutine
+// whose release found no transaction in flight commits them all.
+type releaseQueue struct {
+	mu      sync.Mutex
+	pending []queuedRelease
+	busy    bool
+}
+
+type queuedRelease struct {
+	ep   *lease.Epoch
+	r    release
+	done chan struct{}
+}
+
+// releaseGrouped is release, committed together with the releases other
+// goroutines queue meanwhile.
+func (d *Distributed) releaseGrouped(ep *lease.Epoch, id string, handoff []byte) {
+	q := &d.releases
+	done := make(chan struct{})
+	q.mu.Lock()
+	q.pending = append(q.pending, queuedRelease{ep: ep, r: release{id: id, handoff: handoff}, done: done})
+	if q.busy {
+		q.mu.Unlock()
+		<-done
+		return
 	}
+	q.busy = true
+	for len(q.pending) > 0 {
+		batch := q.pending
+		q.pending = nil
+		q.mu.Unlock()
+		for len(batch) > 0 {
+			// One transaction per epoch: releases queued under an
+			// earlier epoch fail their lease comparison, as they would
+			// alone.
+			ep := batch[0].ep
+			var rs []release
+			rest := batch[:0]
+			var dones []chan struct{}
+			for _, b := range batch {
+				if b.ep == ep {
+					rs = append(rs, b.r)
+					dones = append(dones, b.done)
+				} else {
+					rest = append(rest, b)
+				}
+			}
+			d.releaseAll(ep, rs)
+			for _, c := range dones {
+				close(c)
+			}
+			batch = rest
+		}
+		q.mu.Lock()
+	}
+	q.busy = false
+	q.mu.Unlock()
 }
 
 func (d *Distributed) deleteSpec(id string) {
@@ -746,7 +889,7 @@ func (d *Distributed) move(parent context.Context, ep *lease.Epoch, id string, l
 		}
 	}
 	state, _ := v.([]byte)
-	d.release(ep, id, state)
+	d.releaseGrouped(ep, id, state)
 	d.emit(DistEvent{Type: DistChildStopped, ChildID: id, Ref: lc.ref, Reason: ErrMoved})
 }
 

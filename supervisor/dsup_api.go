@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/cohort-go/cohort/actor"
@@ -18,16 +19,37 @@ import (
 // temporary child is pinned to the node it is placed on now, and a kind no
 // live eligible node offers fails with ErrUnknownKind.
 func (d *Distributed) prepare(spec ChildSpec) (ChildSpec, error) {
-	if d.ctx.Err() != nil {
-		return spec, ErrSupervisorStopped
+	if err := d.roomFor(1); err != nil {
+		return spec, err
 	}
+	return d.prepareAt(spec, d.c.Ring.Snapshot())
+}
+
+// roomFor fails with ErrMaxChildren when n more children would exceed
+// MaxChildren, and with ErrSupervisorStopped after Stop.
+func (d *Distributed) roomFor(n int) error {
+	if d.ctx.Err() != nil {
+		return ErrSupervisorStopped
+	}
+	if d.o.MaxChildren <= 0 {
+		return nil
+	}
+	have := 0
+	d.m.Range(d.k.root+"specs/", func(*mvccpb.KeyValue) { have++ })
+	if have+n > d.o.MaxChildren {
+		return fmt.Errorf("%w: %d (%d children, %d more asked)", ErrMaxChildren, d.o.MaxChildren, have, n)
+	}
+	return nil
+}
+
+// prepareAt is prepare without the MaxChildren check, placing on snap.
+func (d *Distributed) prepareAt(spec ChildSpec, snap *ring.Snapshot) (ChildSpec, error) {
 	if spec.ID == "" {
 		spec.ID = newID()
 	}
 	if err := spec.validate(); err != nil {
 		return spec, err
 	}
-	snap := d.c.Ring.Snapshot()
 	node, ok := d.place(spec, snap)
 	if !ok {
 		if spec.Node != "" {
@@ -37,13 +59,6 @@ func (d *Distributed) prepare(spec ChildSpec) (ChildSpec, error) {
 	}
 	if spec.Restart == Temporary && spec.Node == "" {
 		spec.Node = node
-	}
-	if d.o.MaxChildren > 0 {
-		n := 0
-		d.m.Range(d.k.root+"specs/", func(*mvccpb.KeyValue) { n++ })
-		if n >= d.o.MaxChildren {
-			return spec, fmt.Errorf("%w: %d", ErrMaxChildren, d.o.MaxChildren)
-		}
 	}
 	return spec, nil
 }
@@ -116,52 +131,85 @@ func (d *Distributed) putSpec(ctx context.Context, spec ChildSpec) (bool, error)
 	return resp.Succeeded, nil
 }
 
-// StartChildren stores many specs at once, in transactions of up to 100,
-// and returns their ids without waiting for them to run: the way to start
-// tens of thousands of children. Specs whose id exists are skipped.
+// StartChildren stores many specs at once, in transactions of up to 100
+// with a few in flight, and returns their ids without waiting for them to
+// run: the way to start tens of thousands of children. Specs whose id
+// exists are skipped. Every spec is validated before any is stored: an
+// invalid one fails the call with nothing stored. If storing fails part
+// way, the error is returned with every id (generated ones included), so
+// the call can be repeated with the returned ids: those stored are
+// skipped.
 func (d *Distributed) StartChildren(ctx context.Context, specs []ChildSpec) ([]string, error) {
-	ids := make([]string, 0, len(specs))
-	var cmps []clientv3.Cmp
-	var ops []clientv3.Op
-	var pending []ChildSpec
-	flush := func() error {
-		if len(ops) == 0 {
-			return nil
-		}
-		resp, err := d.c.Client.Txn(ctx).If(cmps...).Then(ops...).Commit()
-		if err != nil {
-			return fmt.Errorf("supervisor: store specs: %w", err)
-		}
-		if !resp.Succeeded {
-			for _, s := range pending {
-				if _, err := d.putSpec(ctx, s); err != nil {
-					return err
-				}
-			}
-		}
-		cmps, ops, pending = cmps[:0], ops[:0], pending[:0]
-		return nil
+	if err := d.roomFor(len(specs)); err != nil {
+		return nil, err
 	}
-	for _, s := range specs {
-		s, err := d.prepare(s)
+	snap := d.c.Ring.Snapshot()
+	prepared := make([]ChildSpec, len(specs))
+	ids := make([]string, len(specs))
+	for i, s := range specs {
+		s, err := d.prepareAt(s, snap)
 		if err != nil {
-			return ids, err
+			return nil, fmt.Errorf("spec %d: %w", i, err)
 		}
+		prepared[i], ids[i] = s, s.ID
+	}
+	const perTxn, inFlight = 100, 4
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	sem := make(chan struct{}, inFlight)
+	for len(prepared) > 0 {
+		part := prepared[:min(perTxn, len(prepared))]
+		prepared = prepared[len(part):]
+		mu.Lock()
+		failed := first != nil
+		mu.Unlock()
+		if failed {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := d.putSpecs(ctx, part); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return ids, first
+}
+
+// putSpecs stores specs in one transaction if none of their ids exists,
+// or else one by one, skipping those that exist.
+func (d *Distributed) putSpecs(ctx context.Context, specs []ChildSpec) error {
+	cmps := make([]clientv3.Cmp, 0, len(specs))
+	ops := make([]clientv3.Op, 0, len(specs))
+	for _, s := range specs {
 		val, err := json.Marshal(s)
 		if err != nil {
-			return ids, err
+			return err
 		}
 		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(d.k.spec(s.ID)), "=", 0))
 		ops = append(ops, clientv3.OpPut(d.k.spec(s.ID), string(val)))
-		pending = append(pending, s)
-		ids = append(ids, s.ID)
-		if len(ops) == 100 {
-			if err := flush(); err != nil {
-				return ids, err
+	}
+	resp, err := d.c.Client.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	if err != nil {
+		return fmt.Errorf("supervisor: store specs: %w", err)
+	}
+	if !resp.Succeeded {
+		for _, s := range specs {
+			if _, err := d.putSpec(ctx, s); err != nil {
+				return err
 			}
 		}
 	}
-	return ids, flush()
+	return nil
 }
 
 // waitRunning waits until id has an owner whose Ref is not old.

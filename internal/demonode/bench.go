@@ -59,6 +59,11 @@ type BenchResult struct {
 	LeaseGone time.Duration
 	Recovered time.Duration
 	TTL       time.Duration
+
+	// StartCPU and JoinCPU are the processor time the start and the join
+	// took: in this process (etcd, when embedded, and the coordinator)
+	// and in the node processes.
+	StartCPU, JoinCPU [2]time.Duration
 }
 
 // RunBench measures the distributed supervisor across node processes:
@@ -110,6 +115,10 @@ func RunBench(ctx context.Context, w io.Writer, cfg BenchConfig) (res BenchResul
 	if err != nil {
 		return res, err
 	}
+	cpu0, err := c.cpu(ctx)
+	if err != nil {
+		return res, err
+	}
 	start := time.Now()
 	errs := make([]error, cfg.Writers)
 	var wg sync.WaitGroup
@@ -133,6 +142,9 @@ func RunBench(ctx context.Context, w io.Writer, cfg BenchConfig) (res BenchResul
 		return res, err
 	}
 	res.Running = time.Since(start)
+	if res.StartCPU, err = c.cpuSince(ctx, cpu0); err != nil {
+		return res, err
+	}
 	rev1, err := c.revision(ctx)
 	if err != nil {
 		return res, err
@@ -153,9 +165,14 @@ func RunBench(ctx context.Context, w io.Writer, cfg BenchConfig) (res BenchResul
 	p("start:  %d children stored in %v, all running after %v (%d etcd revisions, %.0f/s); CountChildren: %d running",
 		cfg.Children, res.Stored.Round(time.Millisecond), res.Running.Round(time.Millisecond),
 		res.StartRevisions, float64(res.StartRevisions)/res.Running.Seconds(), n.Running)
-	p("        per node: %v", before.PerNode)
+	p("        per node: %v; CPU: %v in etcd and coordinator, %v in node processes (%.0f µs per child in all)", before.PerNode,
+		res.StartCPU[0].Round(time.Millisecond), res.StartCPU[1].Round(time.Millisecond),
+		float64((res.StartCPU[0]+res.StartCPU[1]).Microseconds())/float64(cfg.Children))
 
 	// Join.
+	if cpu0, err = c.cpu(ctx); err != nil {
+		return res, err
+	}
 	added, err := c.AddNodes(ctx, 1)
 	if err != nil {
 		return res, err
@@ -175,6 +192,9 @@ func RunBench(ctx context.Context, w io.Writer, cfg BenchConfig) (res BenchResul
 		return res, err
 	}
 	res.Converged = time.Since(joined)
+	if res.JoinCPU, err = c.cpuSince(ctx, cpu0); err != nil {
+		return res, err
+	}
 	after, err := c.Placement(ctx)
 	if err != nil {
 		return res, err
@@ -194,6 +214,9 @@ func RunBench(ctx context.Context, w io.Writer, cfg BenchConfig) (res BenchResul
 	p("join:   %s took %d children (ideal quarter %d: %.2fx), converged %v after it was ready (stable window %v); per node: %v",
 		res.Joined, res.Moved, res.Ideal, float64(res.Moved)/float64(res.Ideal), res.Converged.Round(time.Millisecond),
 		res.StableWindow, after.PerNode)
+	p("        CPU: %v in etcd and coordinator, %v in node processes (%.0f µs per moved child in all)",
+		res.JoinCPU[0].Round(time.Millisecond), res.JoinCPU[1].Round(time.Millisecond),
+		float64((res.JoinCPU[0]+res.JoinCPU[1]).Microseconds())/float64(max(res.Moved, 1)))
 
 	// Kill.
 	res.Victim = c.Nodes()[0]
@@ -221,6 +244,19 @@ func RunBench(ctx context.Context, w io.Writer, cfg BenchConfig) (res BenchResul
 	return res, nil
 }
 
+// cpu is what CPU returns, as a pair.
+func (c *Cluster) cpu(ctx context.Context) ([2]time.Duration, error) {
+	a, b, err := c.CPU(ctx)
+	return [2]time.Duration{a, b}, err
+}
+
+// cpuSince is the processor time used since the pair since was taken.
+// A node process started meanwhile counts from its start.
+func (c *Cluster) cpuSince(ctx context.Context, since [2]time.Duration) ([2]time.Duration, error) {
+	now, err := c.cpu(ctx)
+	return [2]time.Duration{now[0] - since[0], now[1] - since[1]}, err
+}
+
 func (c *Cluster) revision(ctx context.Context) (int64, error) {
 	resp, err := c.Coordinator.Client().Get(ctx, c.Coordinator.Prefix()+"/", clientv3.WithCountOnly())
 	if err != nil {
@@ -230,7 +266,8 @@ func (c *Cluster) revision(ctx context.Context) (int64, error) {
 }
 
 // poll calls done every interval until it reports true; every 2s it
-// writes what status returns to c.progress, if set.
+// writes what status returns to c.progress, if set. Both should be cheap:
+// what they cost is taken from the cluster being measured.
 func (c *Cluster) poll(ctx context.Context, every time.Duration, done func() (bool, error), status func() string) error {
 	last := time.Now()
 	for {
@@ -244,9 +281,6 @@ func (c *Cluster) poll(ctx context.Context, every time.Duration, done func() (bo
 		if c.progress != nil && status != nil && time.Since(last) >= 2*time.Second {
 			last = time.Now()
 			c.progress(status())
-			if pl, err := c.Placement(ctx); err == nil {
-				c.progress(fmt.Sprintf("        etcd: %d specs, %d pending, %d failed, running per node %v", pl.Specs, pl.Pending, pl.Failed, pl.PerNode))
-			}
 		}
 		select {
 		case <-ctx.Done():

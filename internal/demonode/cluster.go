@@ -236,6 +236,19 @@ func (c *Cluster) LocalTotal(ctx context.Context) (int64, error) {
 	return total, nil
 }
 
+// CPU returns the processor time used so far by this process (etcd, when
+// embedded, and the coordinator) and by the live node processes.
+func (c *Cluster) CPU(ctx context.Context) (coordinator, nodes time.Duration, err error) {
+	for _, id := range c.Nodes() {
+		s, err := c.Stats(ctx, id)
+		if err != nil {
+			return 0, 0, err
+		}
+		nodes += s.CPU
+	}
+	return cpuTime(), nodes, nil
+}
+
 // Probe has node from call each counter in ids with Add{n}.
 func (c *Cluster) Probe(ctx context.Context, from string, ids []string, n int64) (ProbeResult, error) {
 	v, err := c.Coordinator.CallName(ctx, from, ControlName, Probe{IDs: ids, N: n})

@@ -99,6 +99,17 @@ type Stats struct {
 	// Started counts counter starts on the node (first starts, restarts
 	// and failovers); Moved counts starts with handed-off state.
 	Started, Moved int64
+	// CPU is the processor time the node process has used so far.
+	CPU time.Duration
+}
+
+// cpuTime is the processor time (user and system) this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func init() {
@@ -257,7 +268,7 @@ func RunNode(ctx context.Context, cfg NodeConfig, in io.ReadCloser, out io.Write
 		switch m := msg.(type) {
 		case StatsRequest:
 			s := started.Load()
-			return Stats{Local: s - stopped.Load(), Started: s, Moved: moved.Load()}, nil
+			return Stats{Local: s - stopped.Load(), Started: s, Moved: moved.Load(), CPU: cpuTime()}, nil
 		case Probe:
 			return probe(ctx.Context(), sup, m), nil
 		}

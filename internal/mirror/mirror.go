@@ -39,14 +39,19 @@ type Mirror struct {
 	notify func(Update)
 
 	mu      sync.RWMutex
-	kvs     map[string]*mvccpb.KeyValue
-	vals    map[string]any // decoded values, when decode is set
+	kvs     map[string]entry
 	decode  func(key string, value []byte) any
 	rev     int64
 	changed chan struct{}
 
 	cancel context.CancelFunc
 	done   chan struct{}
+}
+
+// entry is a key's value and, when the mirror decodes, its decoded form.
+type entry struct {
+	kv  *mvccpb.KeyValue
+	val any
 }
 
 // Start reads prefix and keeps the mirror current until ctx ends or Close
@@ -82,16 +87,9 @@ func (m *Mirror) read(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	kvs := make(map[string]*mvccpb.KeyValue, len(resp.Kvs))
-	var vals map[string]any
-	if m.decode != nil {
-		vals = make(map[string]any, len(resp.Kvs))
-	}
+	kvs := make(map[string]entry, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		kvs[string(kv.Key)] = kv
-		if vals != nil {
-			vals[string(kv.Key)] = m.decode(string(kv.Key), kv.Value)
-		}
+		kvs[string(kv.Key)] = m.entry(kv)
 	}
 	m.mu.Lock()
 	keys := make([]string, 0, len(kvs)+len(m.kvs))
@@ -103,7 +101,7 @@ func (m *Mirror) read(ctx context.Context) error {
 	for k := range kvs {
 		keys = append(keys, k)
 	}
-	m.kvs, m.vals, m.rev = kvs, vals, resp.Header.Revision
+	m.kvs, m.rev = kvs, resp.Header.Revision
 	m.broadcast()
 	m.mu.Unlock()
 	if m.notify != nil {
@@ -171,19 +169,21 @@ func (m *Mirror) apply(resp clientv3.WatchResponse) {
 		}
 		return
 	}
-	keys := make([]string, 0, len(resp.Events))
+	// Decode before taking the lock, so readers are not held up by it.
+	keys := make([]string, len(resp.Events))
+	entries := make([]entry, len(resp.Events))
+	for i, ev := range resp.Events {
+		keys[i] = string(ev.Kv.Key)
+		if ev.Type != clientv3.EventTypeDelete {
+			entries[i] = m.entry(ev.Kv)
+		}
+	}
 	m.mu.Lock()
-	for _, ev := range resp.Events {
-		k := string(ev.Kv.Key)
-		keys = append(keys, k)
+	for i, ev := range resp.Events {
 		if ev.Type == clientv3.EventTypeDelete {
-			delete(m.kvs, k)
-			delete(m.vals, k)
+			delete(m.kvs, keys[i])
 		} else {
-			m.kvs[k] = ev.Kv
-			if m.decode != nil {
-				m.vals[k] = m.decode(k, ev.Kv.Value)
-			}
+			m.kvs[keys[i]] = entries[i]
 		}
 	}
 	// A watch catching up a backlog gets it in batches whose header holds
@@ -199,12 +199,21 @@ func (m *Mirror) apply(resp clientv3.WatchResponse) {
 	}
 }
 
+// entry decodes kv's value if the mirror decodes.
+func (m *Mirror) entry(kv *mvccpb.KeyValue) entry {
+	e := entry{kv: kv}
+	if m.decode != nil {
+		e.val = m.decode(string(kv.Key), kv.Value)
+	}
+	return e
+}
+
 // Get returns the key's current value in the mirror.
 func (m *Mirror) Get(key string) (*mvccpb.KeyValue, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	kv, ok := m.kvs[key]
-	return kv, ok
+	e, ok := m.kvs[key]
+	return e.kv, ok
 }
 
 // Value returns the key's decoded value (see StartDecoded) and its raw
@@ -212,8 +221,17 @@ func (m *Mirror) Get(key string) (*mvccpb.KeyValue, bool) {
 func (m *Mirror) Value(key string) (any, *mvccpb.KeyValue, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	kv, ok := m.kvs[key]
-	return m.vals[key], kv, ok
+	e, ok := m.kvs[key]
+	return e.val, e.kv, ok
+}
+
+// Lookup is Value for a key held in a byte slice, which it does not
+// retain: a caller can build keys in a reused buffer.
+func (m *Mirror) Lookup(key []byte) (any, *mvccpb.KeyValue, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	e, ok := m.kvs[string(key)]
+	return e.val, e.kv, ok
 }
 
 // Revision returns the etcd revision the mirror reflects.
@@ -236,9 +254,9 @@ func (m *Mirror) Changed() <-chan struct{} {
 func (m *Mirror) Range(sub string, fn func(kv *mvccpb.KeyValue)) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	for k, kv := range m.kvs {
+	for k, e := range m.kvs {
 		if len(k) >= len(sub) && k[:len(sub)] == sub {
-			fn(kv)
+			fn(e.kv)
 		}
 	}
 }
