@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,6 +44,10 @@ const (
 	invLinkNotCut     = "no call across a cut link failed"
 	invLinkError      = "a call across a cut link failed with an unclear error"
 	invLinkDead       = "the transport did not reconnect after a link healed"
+	invTempRestarted  = "a temporary child ran again"
+	invTransientBack  = "a transient child ran again after it exited normally"
+	invTransientCrash = "a transient child was not restarted after it crashed"
+	invHandoff        = "handed-off state did not reach the next instance"
 	resumeGrace       = 3 * time.Second // a resumed process may run this long before it learns it lost
 	freshWithin       = 2500 * time.Millisecond
 	prePauseWorkLimit = 2 * tickEvery
@@ -200,10 +205,30 @@ func checkCalls(s snapshot, slack time.Duration) (out []violation, worst time.Du
 	return out, worst, raw
 }
 
-// settled reports whether every child runs exactly once, on a live node,
-// as etcd says at one revision and as the heartbeats confirm, and whether
-// the singleton runs on a live node; if not, it says what is wrong.
-func settled(ctx context.Context, cli *clientv3.Client, sup *supervisor.Distributed, rec *recorder, n int, live []string) (bool, string, error) {
+// expectation is which children must exist, by restart type.
+type expectation struct {
+	// present must have a spec and run exactly once: the permanent
+	// children, and the transient ones that did not exit normally.
+	present map[string]bool
+	// exited are the transient children that exited normally, with the
+	// instant their exit was answered: no spec, and no instance after it.
+	exited map[string]int64
+	// temporary are the temporary children ever started: each runs once,
+	// on the node it was placed on; once that instance is gone, so is its
+	// spec.
+	temporary map[string]bool
+}
+
+func (e expectation) clone() expectation {
+	return expectation{present: maps.Clone(e.present), exited: maps.Clone(e.exited), temporary: maps.Clone(e.temporary)}
+}
+
+// settled reports whether every child that must run runs exactly once, on
+// a live node, as etcd says at one revision and as the heartbeats confirm,
+// whether no child that must not run has a spec or an instance, and
+// whether the singleton runs on a live node; if not, it says what is
+// wrong.
+func settled(ctx context.Context, cli *clientv3.Client, sup *supervisor.Distributed, rec *recorder, exp expectation, live []string) (bool, string, error) {
 	cs, err := sup.WhichChildren(ctx)
 	if err != nil {
 		return false, "", err
@@ -217,9 +242,6 @@ func settled(ctx context.Context, cli *clientv3.Client, sup *supervisor.Distribu
 		if len(problems) < 8 {
 			problems = append(problems, fmt.Sprintf(format, args...))
 		}
-	}
-	if len(cs) != n {
-		add("%d specs, want %d", len(cs), n)
 	}
 	isLive := func(node string) bool { return slices.Contains(live, node) }
 	// Placement is judged on the observer's ring, which must hold the
@@ -238,7 +260,32 @@ func settled(ctx context.Context, cli *clientv3.Client, sup *supervisor.Distribu
 	now := mono()
 	fresh := now - int64(freshWithin)
 	s := rec.snapshot()
+	freshIncs := func(id string) []inc {
+		var out []inc
+		for _, i := range s.byID[id] {
+			if i.end == 0 && i.lastAny >= fresh {
+				out = append(out, i)
+			}
+		}
+		return out
+	}
+	specs := map[string]bool{}
 	for _, c := range cs {
+		specs[c.ID] = true
+		switch {
+		case exp.present[c.ID]:
+		case exp.exited[c.ID] != 0:
+			add("%s exited normally (transient), its spec is still there", c.ID)
+			continue
+		case exp.temporary[c.ID]:
+			if len(s.byID[c.ID]) > 0 && len(freshIncs(c.ID)) == 0 {
+				add("%s (temporary) has no instance any more, its spec is still there (%s on %s)", c.ID, c.Status, c.Node)
+				continue
+			}
+		default:
+			add("%s: a spec the test did not start", c.ID)
+			continue
+		}
 		if _, err := sup.Whereis(c.ID); errors.Is(err, supervisor.ErrChildNotFound) {
 			add("%s: the observer's watch-fed view lacks its spec (etcd has it at revision %d)", c.ID, rev)
 			continue
@@ -246,10 +293,8 @@ func settled(ctx context.Context, cli *clientv3.Client, sup *supervisor.Distribu
 		if c.Status != supervisor.StatusRunning {
 			owner, _ := sup.NodeFor(c.ID)
 			var where []string
-			for _, i := range s.byID[c.ID] {
-				if i.end == 0 && i.lastAny >= fresh {
-					where = append(where, i.ref)
-				}
+			for _, i := range freshIncs(c.ID) {
+				where = append(where, i.ref)
 			}
 			add("%s is %s (belongs on %s; fresh incarnations %v)", c.ID, c.Status, owner, where)
 			continue
@@ -262,12 +307,7 @@ func settled(ctx context.Context, cli *clientv3.Client, sup *supervisor.Distribu
 			add("%s runs on %s, belongs on %s", c.ID, c.Node, want)
 			continue
 		}
-		var running []inc
-		for _, i := range s.byID[c.ID] {
-			if i.end == 0 && i.lastAny >= fresh {
-				running = append(running, i)
-			}
-		}
+		running := freshIncs(c.ID)
 		switch {
 		case len(running) != 1:
 			add("%s has %d fresh incarnations", c.ID, len(running))
@@ -275,6 +315,16 @@ func settled(ctx context.Context, cli *clientv3.Client, sup *supervisor.Distribu
 			add("%s runs as %s, owner key says %s", c.ID, running[0].ref, refString(c.Ref))
 		case running[0].lastAlive < fresh:
 			add("%s runs as %s without a live epoch", c.ID, running[0].ref)
+		}
+	}
+	for id := range exp.present {
+		if !specs[id] {
+			add("%s has no spec", id)
+		}
+	}
+	for id := range s.byID {
+		if r := freshIncs(id); !specs[id] && len(r) > 0 {
+			add("%s runs as %s on %s without a spec", id, r[0].ref, r[0].node)
 		}
 	}
 	var holders []string
@@ -290,6 +340,88 @@ func settled(ctx context.Context, cli *clientv3.Client, sup *supervisor.Distribu
 		add("singleton running on %v", holders)
 	}
 	return len(problems) == 0, strings.Join(problems, "; "), nil
+}
+
+// restartReport is what checkRestartTypes saw besides violations.
+type restartReport struct {
+	handoffs int // planned moves of counters checked
+	// refenced are temporary children started again on their node after
+	// it fenced itself (see checkRestartTypes).
+	refenced []string
+}
+
+// sameProcess reports whether two refs are of one actor system, that is
+// one node process.
+func sameProcess(a, b string) bool {
+	_, ai, _ := strings.Cut(a[strings.Index(a, "/")+1:], "/")
+	_, bi, _ := strings.Cut(b[strings.Index(b, "/")+1:], "/")
+	return ai == bi
+}
+
+// checkRestartTypes checks what the restart types and handoff promise:
+// a temporary child runs at most once; a transient child that exited
+// normally never runs again; and a counter moved in a planned move starts
+// from exactly the value its previous instance handed off, which is no
+// less than any value that instance answered, so its value never goes
+// backwards across a graceful move.
+//
+// One case of a temporary child running again is reported apart, not as
+// a violation: its instance was stopped because its node fenced itself
+// (lease epoch lost while etcd kept the node's member key, as when etcd
+// is unreachable for longer than TTL − margin but less than the TTL), and
+// the node started it again when it re-joined. docs/guarantees.md states
+// it under "Not promised".
+func checkRestartTypes(s snapshot, exp expectation) (out []violation, rep restartReport) {
+	for id := range exp.temporary {
+		incs := slices.Clone(s.byID[id])
+		slices.SortFunc(incs, func(a, b inc) int { return int(a.start - b.start) })
+		for j := 1; j < len(incs); j++ {
+			a, b := incs[j-1], incs[j]
+			switch {
+			case a.why == "fenced" && a.node == b.node:
+				rep.refenced = append(rep.refenced, fmt.Sprintf("%s on %s: %s fenced at %d, %s started at %d", id, a.node, a.ref, a.end, b.ref, b.start))
+			case a.end == 0 && sameProcess(a.ref, b.ref):
+				// The end of a is not reported yet; look again at the
+				// next check.
+			default:
+				out = append(out, violation{invTempRestarted, fmt.Sprintf("temporary child %s ran again: %s on %s (started %d, ended %d: %s), then %s on %s (started %d)",
+					id, a.ref, a.node, a.start, a.end, a.why, b.ref, b.node, b.start)})
+			}
+		}
+	}
+	for id, at := range exp.exited {
+		for _, i := range s.byID[id] {
+			if i.start > at {
+				out = append(out, violation{invTransientBack, fmt.Sprintf("transient child %s exited normally at %d, ran again as %s on %s from %d",
+					id, at, i.ref, i.node, i.start)})
+			}
+		}
+	}
+	for id, incs := range s.byID {
+		if !strings.HasPrefix(id, "k") {
+			continue
+		}
+		incs = slices.Clone(incs)
+		slices.SortFunc(incs, func(a, b inc) int { return int(a.start - b.start) })
+		for j := 1; j < len(incs); j++ {
+			a, b := incs[j-1], incs[j]
+			if a.handedOff >= 0 && a.handedOff < a.maxVal {
+				out = append(out, violation{invHandoff, fmt.Sprintf("counter %s: %s on %s handed off %d after answering %d",
+					id, a.ref, a.node, a.handedOff, a.maxVal)})
+			}
+			switch {
+			case a.handedOff >= 0 && b.initVal != a.handedOff:
+				out = append(out, violation{invHandoff, fmt.Sprintf("counter %s: %s on %s handed off %d, the next instance %s on %s started from %d (-1: nothing)",
+					id, a.ref, a.node, a.handedOff, b.ref, b.node, b.initVal)})
+			case a.handedOff >= 0:
+				rep.handoffs++
+			case b.initVal >= 0 && a.end != 0:
+				out = append(out, violation{invHandoff, fmt.Sprintf("counter %s: %s on %s started from %d, its previous instance %s on %s handed nothing off",
+					id, b.ref, b.node, b.initVal, a.ref, a.node)})
+			}
+		}
+	}
+	return out, rep
 }
 
 // failover measures, from the heartbeats, how long the children that ran

@@ -39,15 +39,18 @@ var faultTypes = []string{faultKill, faultPause, faultPartition, faultEtcdLeader
 // default) injects one fault of each type; COHORT_E2E_LONG=1 injects
 // COHORT_E2E_FAULTS faults (default 200) chosen at random.
 type suiteConfig struct {
-	long     bool
-	nodes    int
-	children int
-	faults   int
-	ttl      time.Duration
-	seed     uint64
-	settle   time.Duration // limit for the cluster to settle after a fault
-	slack    time.Duration // how late a call may end after its deadline
-	report   string        // file for the markdown table
+	long       bool
+	nodes      int
+	children   int // permanent heartbeat children
+	counters   int // permanent counters that hand their value off
+	transients int // transient children running at a time
+	temporarys int // temporary children running at a time, at most
+	faults     int
+	ttl        time.Duration
+	seed       uint64
+	settle     time.Duration // limit for the cluster to settle after a fault
+	slack      time.Duration // how late a call may end after its deadline
+	report     string        // file for the markdown table
 }
 
 func envInt(name string, def int) int {
@@ -58,7 +61,7 @@ func envInt(name string, def int) int {
 }
 
 func loadConfig() suiteConfig {
-	c := suiteConfig{nodes: 3, children: 1000, ttl: 2 * time.Second, settle: 60 * time.Second,
+	c := suiteConfig{nodes: 3, children: 1000, counters: 50, transients: 20, temporarys: 20, ttl: 2 * time.Second, settle: 60 * time.Second,
 		slack: 200 * time.Millisecond, seed: uint64(time.Now().UnixNano()), report: os.Getenv("COHORT_E2E_REPORT")}
 	if raceBuild {
 		// Under the race detector every process runs several times slower
@@ -119,6 +122,11 @@ type suite struct {
 	nodes []*node
 
 	mu         sync.Mutex
+	exp        expectation
+	nextTr     int // the next transient child's number
+	nextTmp    int // the next temporary child's number
+	handoffs   int // planned moves of counters checked
+	refenced   map[string]bool
 	violations map[string]violation
 	order      []string
 	stats      map[string]*faultStats
@@ -138,7 +146,8 @@ type faultStats struct {
 
 func newSuite(t *testing.T, cfg suiteConfig) *suite {
 	s := &suite{t: t, cfg: cfg, rng: rand.New(rand.NewPCG(cfg.seed, 0)), rec: newRecorder(),
-		violations: map[string]violation{}, stats: map[string]*faultStats{}}
+		violations: map[string]violation{}, stats: map[string]*faultStats{}, refenced: map[string]bool{},
+		exp: expectation{present: map[string]bool{}, exited: map[string]int64{}, temporary: map[string]bool{}}}
 	for _, f := range faultTypes {
 		s.stats[f] = &faultStats{}
 	}
@@ -213,6 +222,7 @@ func (s *suite) startNode(n *node) error {
 		p, err = s.ps.start("node-"+n.id, []string{
 			envRole + "=" + roleNode, envNodeID + "=" + n.id, envNodeEtcd + "=" + strings.Join(eps, ","),
 			envNodeTTL + "=" + s.cfg.ttl.String(), envNodeChildren + "=" + strconv.Itoa(s.cfg.children),
+			envNodeCounters + "=" + strconv.Itoa(s.cfg.counters),
 			envNodeListen + "=" + listen, envNodeAddr + "=" + n.link.Addr(),
 		}, func(line string) { s.rec.line(n.id, line) }, 90*time.Second)
 		if err == nil {
@@ -295,12 +305,114 @@ func (s *suite) seed() {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	specs := make([]supervisor.ChildSpec, s.cfg.children)
-	for i := range specs {
-		specs[i] = supervisor.ChildSpec{ID: childID(i), Kind: kindHB, Shutdown: 2 * time.Second}
+	var specs []supervisor.ChildSpec
+	for i := range s.cfg.children {
+		specs = append(specs, supervisor.ChildSpec{ID: childID(i), Kind: kindHB, Shutdown: 2 * time.Second})
 	}
+	for i := range s.cfg.counters {
+		specs = append(specs, supervisor.ChildSpec{ID: counterID(i), Kind: kindCtr, Shutdown: 2 * time.Second})
+	}
+	s.mu.Lock()
+	for _, sp := range specs {
+		s.exp.present[sp.ID] = true
+	}
+	s.mu.Unlock()
 	if _, err := s.sup.StartChildren(ctx, specs); err != nil {
 		s.t.Fatalf("start children: %v", err)
+	}
+	if err := s.topUp(ctx); err != nil {
+		s.t.Fatalf("start transient and temporary children: %v", err)
+	}
+}
+
+// topUp starts transient children until cfg.transients run, and temporary
+// ones until cfg.temporarys have a spec.
+func (s *suite) topUp(ctx context.Context) error {
+	cs, err := s.sup.WhichChildren(ctx)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	var specs []supervisor.ChildSpec
+	tr, tmp := 0, 0
+	for _, c := range cs {
+		switch {
+		case s.exp.temporary[c.ID]:
+			tmp++
+		case s.exp.present[c.ID] && strings.HasPrefix(c.ID, "t"):
+			tr++
+		}
+	}
+	for ; tr < s.cfg.transients; tr++ {
+		id := transientID(s.nextTr)
+		s.nextTr++
+		s.exp.present[id] = true
+		specs = append(specs, supervisor.ChildSpec{ID: id, Kind: kindHB, Restart: supervisor.Transient, Shutdown: 2 * time.Second})
+	}
+	for ; tmp < s.cfg.temporarys; tmp++ {
+		id := temporaryID(s.nextTmp)
+		s.nextTmp++
+		s.exp.temporary[id] = true
+		specs = append(specs, supervisor.ChildSpec{ID: id, Kind: kindHB, Restart: supervisor.Temporary, Shutdown: 2 * time.Second})
+	}
+	s.mu.Unlock()
+	if len(specs) == 0 {
+		return nil
+	}
+	_, err = s.sup.StartChildren(ctx, specs)
+	return err
+}
+
+// expected returns a copy of what the test expects to exist.
+func (s *suite) expected() expectation {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.exp.clone()
+}
+
+// restartTypes makes one transient child exit normally and another crash,
+// starts transient and temporary children to replace those gone, and
+// checks, once the cluster settled, that the first is gone for good and
+// the second runs again as a new instance.
+func (s *suite) restartTypes(kind string) {
+	exp := s.expected()
+	var trs []string
+	for id := range exp.present {
+		if strings.HasPrefix(id, "t") {
+			trs = append(trs, id)
+		}
+	}
+	slices.Sort(trs)
+	if len(trs) < 2 {
+		s.t.Fatalf("%d transient children", len(trs))
+	}
+	i := s.rng.IntN(len(trs))
+	exiting, crashing := trs[i], trs[(i+1+s.rng.IntN(len(trs)-1))%len(trs)]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	before, err := s.sup.Whereis(crashing)
+	if err != nil {
+		s.t.Fatalf("transient child %s: %v", crashing, err)
+	}
+	for _, c := range []struct{ id, msg string }{{exiting, msgExit}, {crashing, msgCrash}} {
+		cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := s.sup.Call(cctx, c.id, c.msg)
+		ccancel()
+		if err != nil {
+			s.t.Fatalf("call %s %q: %v", c.id, c.msg, err)
+		}
+	}
+	at := mono()
+	s.mu.Lock()
+	delete(s.exp.present, exiting)
+	s.exp.exited[exiting] = at
+	s.mu.Unlock()
+	if err := s.topUp(ctx); err != nil {
+		s.t.Fatalf("start transient and temporary children: %v", err)
+	}
+	s.waitSettled(kind, fmt.Sprintf("after transient child %s exited normally and %s crashed", exiting, crashing), s.liveIDs(nil))
+	if after, err := s.sup.Whereis(crashing); err != nil || after == before {
+		s.violate(kind, violation{invTransientCrash, fmt.Sprintf("%s crashed as %s; now %s, %v", crashing, refString(before), refString(after), err)})
 	}
 }
 
@@ -313,7 +425,7 @@ func (s *suite) waitSettled(kind, what string, live []string) time.Duration {
 	var problem string
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		ok, p, err := settled(ctx, s.obs.Client(), s.sup, s.rec, s.cfg.children, live)
+		ok, p, err := settled(ctx, s.obs.Client(), s.sup, s.rec, s.expected(), live)
 		cancel()
 		if err == nil {
 			problem = p
@@ -362,9 +474,34 @@ func (s *suite) check(kind string) {
 		s.t.Logf("reading the list: %v", err)
 	}
 	s.violate(kind, vs...)
+	exp := s.expected()
+	vs, rep := checkRestartTypes(snap, exp)
+	s.violate(kind, vs...)
+	s.mu.Lock()
+	s.handoffs = rep.handoffs
+	for _, r := range rep.refenced {
+		if !s.refenced[r] {
+			s.refenced[r] = true
+			s.t.Logf("KNOWN GAP after %s: a temporary child started again on its node after the node fenced itself: %s", kind, r)
+		}
+	}
+	s.mu.Unlock()
 	cs, err := s.sup.WhichChildren(ctx)
-	if err == nil && len(cs) != s.cfg.children {
-		s.violate(kind, violation{invSpecsLost, fmt.Sprintf("%d specs, want %d", len(cs), s.cfg.children)})
+	if err == nil {
+		have := map[string]bool{}
+		for _, c := range cs {
+			have[c.ID] = true
+		}
+		var lost []string
+		for id := range exp.present {
+			if !have[id] {
+				lost = append(lost, id)
+			}
+		}
+		if len(lost) > 0 {
+			slices.Sort(lost)
+			s.violate(kind, violation{invSpecsLost, fmt.Sprintf("%d specs lost: %v", len(lost), lost[:min(len(lost), 10)])})
+		}
 	}
 }
 
@@ -606,9 +743,15 @@ func (s *suite) linkFault(kind string, a, b *node, hold time.Duration) {
 			moved = append(moved, fmt.Sprintf("%s %s→%s", id, ref, after[id]))
 		}
 	}
-	if len(moved) > 0 || len(before) != s.cfg.children {
-		s.violate(kind, violation{invLinkMoved, fmt.Sprintf("%s: %d of %d children run as another incarnation (%d before): %v",
-			what, len(moved), s.cfg.children, len(before), moved[:min(len(moved), 5)])})
+	for id, ref := range after {
+		if _, ok := before[id]; !ok {
+			moved = append(moved, fmt.Sprintf("%s →%s", id, ref))
+		}
+	}
+	if len(moved) > 0 || len(before) == 0 {
+		slices.Sort(moved)
+		s.violate(kind, violation{invLinkMoved, fmt.Sprintf("%s: %d of %d children run as another incarnation: %v",
+			what, len(moved), len(before), moved[:min(len(moved), 5)])})
 	}
 	if token == 0 || tokenAfter != token {
 		s.violate(kind, violation{invLinkMoved, fmt.Sprintf("%s: singleton token %d before, %d after", what, token, tokenAfter)})
@@ -696,11 +839,24 @@ func TestFaults(t *testing.T) {
 	} else {
 		plan = types
 	}
+	s.restartTypes("start")
 	for i, kind := range plan {
 		t.Logf("fault %d/%d: %s", i+1, len(plan), kind)
 		s.inject(kind)
+		s.restartTypes(kind)
 	}
 	s.check("end")
+	s.mu.Lock()
+	handoffs := s.handoffs
+	s.mu.Unlock()
+	if cfg.counters > 0 && s.stats[faultRolling].injected > 0 && handoffs == 0 {
+		s.violate("end", violation{invHandoff, "rolling restarts moved no counter with its state"})
+	}
+	s.mu.Lock()
+	refenced := len(s.refenced)
+	s.mu.Unlock()
+	t.Logf("%d planned moves of counters carried their value; %d transient children exited normally, %d temporary children started, %d of them started again on their node after it fenced itself (known gap)",
+		handoffs, len(s.expected().exited), s.nextTmp, refenced)
 	tot := s.rec.callTotals()
 	snap := s.rec.snapshot()
 	incs := 0

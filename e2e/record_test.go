@@ -14,6 +14,10 @@ import (
 type inc struct {
 	id, ref, node                  string
 	start, lastAlive, lastAny, end int64
+	// A counter's values (-1: none): the value handed to it, the value
+	// it handed off, the largest value it answered.
+	initVal, handedOff, maxVal int64
+	why                        string // why it ended (see endReason), "-" while running or unknown
 }
 
 // last is the latest instant the incarnation is known to have done work.
@@ -95,10 +99,10 @@ func (r *recorder) line(node, line string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
-	case f[0] == "inc" && len(f) == 7:
+	case f[0] == "inc" && len(f) == 11:
 		i := r.incs[f[2]]
 		if i == nil {
-			i = &inc{id: f[1], ref: f[2], node: node}
+			i = &inc{id: f[1], ref: f[2], node: node, initVal: -1, handedOff: -1, maxVal: -1, why: "-"}
 			r.incs[f[2]] = i
 			r.byID[f[1]] = append(r.byID[f[1]], i)
 		}
@@ -106,6 +110,12 @@ func (r *recorder) line(node, line string) {
 		i.lastAlive = max(i.lastAlive, atoi(f[4]))
 		i.lastAny = max(i.lastAny, atoi(f[5]))
 		i.end = max(i.end, atoi(f[6]))
+		i.initVal = max(i.initVal, atoi(f[7]))
+		i.handedOff = max(i.handedOff, atoi(f[8]))
+		i.maxVal = max(i.maxVal, atoi(f[9]))
+		if f[10] != "-" {
+			i.why = f[10]
+		}
 	case f[0] == "sing" && len(f) == 8:
 		tok := atoi(f[1])
 		t := r.tenures[tok]

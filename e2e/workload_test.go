@@ -34,6 +34,7 @@ const (
 	envNodeEtcd     = "E2E_NODE_ETCD"
 	envNodeTTL      = "E2E_NODE_TTL"
 	envNodeChildren = "E2E_NODE_CHILDREN"
+	envNodeCounters = "E2E_NODE_COUNTERS"
 	envNodeListen   = "E2E_NODE_LISTEN" // the transport's listen address
 	envNodeAddr     = "E2E_NODE_ADDR"   // the transport address peers dial: the node's proxy
 )
@@ -42,7 +43,8 @@ const (
 const (
 	clusterName = "e2e"
 	supName     = "workers"
-	kindHB      = "hb"
+	kindHB      = "hb"  // heartbeats; a transient one exits on request
+	kindCtr     = "ctr" // a counter that hands its value off on a planned move
 	singletonID = "writer"
 	listPrefix  = "/e2e/list/"
 
@@ -55,15 +57,31 @@ const (
 	maxDeadline = time.Second
 )
 
-// childID names the i-th distributed child.
-func childID(i int) string { return fmt.Sprintf("c%04d", i) }
+// Ids of the distributed children, by restart type: the permanent
+// heartbeat children c0000…, the permanent counters k000…, and the
+// transient t0000… and temporary p0000… children the test starts and
+// ends as the run goes.
+func childID(i int) string     { return fmt.Sprintf("c%04d", i) }
+func counterID(i int) string   { return fmt.Sprintf("k%03d", i) }
+func transientID(i int) string { return fmt.Sprintf("t%04d", i) }
+func temporaryID(i int) string { return fmt.Sprintf("p%04d", i) }
+
+// Calls a child of kind hb answers besides "ping", to end on request.
+const (
+	msgExit  = "exit"  // reply, then stop with actor.Normal
+	msgCrash = "crash" // reply, then stop with errCrash
+	msgAdd   = "add"   // a counter adds one and answers "<ref> <value>"
+)
+
+var errCrash = errors.New("e2e: crash on request")
 
 // runNode is the main of a node process: a cohort node that runs the
 // workloads until its stdin closes, then stops gracefully.
 //
 // It reports on stdout, one line each:
 //
-//	inc <id> <ref> <start> <lastAlive> <lastAny> <end>      an incarnation of a child
+//	inc <id> <ref> <start> <lastAlive> <lastAny> <end> <init> <handoff> <last> <why>
+//	                                                          an incarnation of a child
 //	sing <token> <start> <lastAlive> <lastAny> <end> <writes> <stale>   a singleton tenure
 //	calls <total> <ok> <deadline> <nodedown> <other> <maxOverrun>      cumulative
 //	callover <start> <deadline> <end> <id> <class>            a call that ended >20ms late
@@ -75,12 +93,16 @@ func childID(i int) string { return fmt.Sprintf("c%04d", i) }
 // Instants are CLOCK_MONOTONIC nanoseconds. lastAlive is the latest instant
 // at which the actor was doing work and its lease epoch (for a child) or
 // term (for the singleton) was still proven alive right after; lastAny is
-// the latest instant it did work at all.
+// the latest instant it did work at all. For a counter, init is the value
+// it started from, handed off by its previous instance (-1: none), handoff
+// the value it handed off (-1: none), last the largest value it answered;
+// why says why it ended (see endReason; "-" while it runs).
 func runNode() int {
 	id := os.Getenv(envNodeID)
 	endpoints := strings.Split(os.Getenv(envNodeEtcd), ",")
 	ttl, _ := time.ParseDuration(os.Getenv(envNodeTTL))
 	nChildren, _ := strconv.Atoi(os.Getenv(envNodeChildren))
+	nCounters, _ := strconv.Atoi(os.Getenv(envNodeCounters))
 	logCfg := zap.NewProductionConfig()
 	logCfg.Level = zap.NewAtomicLevelAt(zapcore.InfoLevel)
 	logCfg.OutputPaths = []string{"stderr"}
@@ -116,12 +138,18 @@ func runNode() int {
 	for i := range nChildren {
 		w.ids = append(w.ids, childID(i))
 	}
+	for i := range nCounters {
+		w.counters = append(w.counters, counterID(i))
+	}
 	fail := func(what string, err error) int {
 		fmt.Fprintln(os.Stderr, what+":", err)
 		_ = n.Stop(context.Background())
 		return 1
 	}
 	if err := n.RegisterKind(kindHB, func() actor.Actor { return &hbChild{w: w} }); err != nil {
+		return fail("register kind", err)
+	}
+	if err := n.RegisterKind(kindCtr, func() actor.Actor { return &ctrChild{hbChild: hbChild{w: w}} }); err != nil {
 		return fail("register kind", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -139,7 +167,11 @@ func runNode() int {
 	go w.measureLag()
 	go w.flushLoop()
 	for range callers {
-		go w.callLoop()
+		go w.callLoop(w.ids, "ping")
+	}
+	if len(w.counters) > 0 {
+		w.wg.Add(1)
+		go w.callLoop(w.counters, msgAdd)
 	}
 	dump := make(chan os.Signal, 1)
 	signal.Notify(dump, syscall.SIGUSR1)
@@ -169,9 +201,10 @@ func runNode() int {
 
 // workload is the node-side state of the three workloads.
 type workload struct {
-	n   *cohort.Node
-	sup *supervisor.Distributed
-	ids []string
+	n        *cohort.Node
+	sup      *supervisor.Distributed
+	ids      []string // heartbeat children the call loops call
+	counters []string // counters one call loop adds to
 
 	outMu sync.Mutex
 	out   *bufio.Writer
@@ -201,6 +234,8 @@ type incRec struct {
 	id                             string
 	ref                            actor.Ref
 	start, lastAlive, lastAny, end int64
+	init, handoff, last            int64 // a counter's values; -1: none
+	why                            string
 }
 
 // tenureRec is one term of the singleton on this node.
@@ -245,7 +280,12 @@ func (w *workload) flush() {
 	var b strings.Builder
 	w.mu.Lock()
 	for r := range w.dirty {
-		fmt.Fprintf(&b, "inc %s %s %d %d %d %d\n", r.id, refString(r.ref), r.start, r.lastAlive, r.lastAny, r.end)
+		why := r.why
+		if why == "" {
+			why = "-"
+		}
+		fmt.Fprintf(&b, "inc %s %s %d %d %d %d %d %d %d %s\n", r.id, refString(r.ref), r.start, r.lastAlive, r.lastAny, r.end,
+			r.init, r.handoff, r.last, why)
 		if r.end != 0 {
 			delete(w.live, r)
 		}
@@ -339,9 +379,9 @@ func (w *workload) tick() {
 	}
 }
 
-// callLoop calls random children with random deadlines and records how
-// each call ended relative to its deadline.
-func (w *workload) callLoop() {
+// callLoop calls random children of ids with msg and random deadlines,
+// and records how each call ended relative to its deadline.
+func (w *workload) callLoop(ids []string, msg string) {
 	defer w.wg.Done()
 	pause := time.NewTimer(callPause)
 	defer pause.Stop()
@@ -351,7 +391,7 @@ func (w *workload) callLoop() {
 			return
 		case <-pause.C:
 		}
-		id := w.ids[rand.IntN(len(w.ids))]
+		id := ids[rand.IntN(len(ids))]
 		limit := minDeadline + rand.N(maxDeadline-minDeadline)
 		// The node the call goes to, as this node sees it now; the
 		// answer says where it went.
@@ -363,7 +403,7 @@ func (w *workload) callLoop() {
 		start := mono()
 		dl, _ := ctx.Deadline()
 		deadline := start + int64(time.Until(dl))
-		v, err := w.sup.Call(ctx, id, "ping")
+		v, err := w.sup.Call(ctx, id, msg)
 		end := mono()
 		cancel()
 		if s, ok := v.(string); ok && err == nil {
@@ -417,10 +457,11 @@ func (w *workload) recordCall(id, to string, start, deadline, end int64, err err
 	}
 }
 
-// hbChild is a distributed permanent child. It records its incarnation's
-// life: the instant it started, its heartbeats and the calls it answered,
-// each marked with whether the node's lease epoch it started under was
-// still proven alive, and the instant it terminated.
+// hbChild is a distributed child. It records its incarnation's life: the
+// instant it started, its heartbeats and the calls it answered, each
+// marked with whether the node's lease epoch it started under was still
+// proven alive, and the instant it terminated. Asked to, it exits
+// normally or crashes.
 type hbChild struct {
 	w   *workload
 	ep  *lease.Epoch
@@ -429,15 +470,21 @@ type hbChild struct {
 
 func (c *hbChild) Init(ctx *actor.Context, args any) error {
 	ia, _ := args.(supervisor.InitArgs)
+	c.begin(ctx, ia.ID, -1)
+	return nil
+}
+
+// begin records the start of an incarnation; init is a counter's
+// handed-off value, or -1.
+func (c *hbChild) begin(ctx *actor.Context, id string, init int64) {
 	at := mono()
 	c.ep = c.w.n.Session().Current()
-	c.rec = &incRec{id: ia.ID, ref: ctx.Self(), start: at}
+	c.rec = &incRec{id: id, ref: ctx.Self(), start: at, init: init, handoff: -1, last: -1}
 	alive := c.ep.Alive()
 	c.w.mu.Lock()
 	c.w.live[c.rec] = struct{}{}
 	c.w.mu.Unlock()
 	c.w.touch(c.rec, at, alive)
-	return nil
 }
 
 func (c *hbChild) HandleInfo(_ *actor.Context, msg any) error {
@@ -448,18 +495,84 @@ func (c *hbChild) HandleInfo(_ *actor.Context, msg any) error {
 	return nil
 }
 
-func (c *hbChild) HandleCall(_ *actor.Context, msg any) (any, error) {
+func (c *hbChild) HandleCall(ctx *actor.Context, msg any) (any, error) {
 	at := mono()
 	c.w.touch(c.rec, at, c.ep.Alive())
+	switch msg {
+	case msgExit:
+		ctx.Stop(actor.Normal)
+	case msgCrash:
+		ctx.Stop(errCrash)
+	}
 	return refString(c.rec.ref), nil
 }
 
-func (c *hbChild) Terminate(_ *actor.Context, _ error) {
+// ctrChild is a permanent counter: it adds one on every call and hands its
+// value off to its next instance on a planned move.
+type ctrChild struct {
+	hbChild
+	n int64
+}
+
+func (c *ctrChild) Init(ctx *actor.Context, args any) error {
+	ia, _ := args.(supervisor.InitArgs)
+	init := int64(-1)
+	if ia.Handoff != nil {
+		n, err := strconv.ParseInt(string(ia.Handoff), 10, 64)
+		if err != nil {
+			return fmt.Errorf("counter %s: bad handoff %q: %w", ia.ID, ia.Handoff, err)
+		}
+		c.n, init = n, n
+	}
+	c.begin(ctx, ia.ID, init)
+	return nil
+}
+
+func (c *ctrChild) HandleCall(ctx *actor.Context, msg any) (any, error) {
+	if msg != msgAdd {
+		return c.hbChild.HandleCall(ctx, msg)
+	}
+	at := mono()
+	c.w.touch(c.rec, at, c.ep.Alive())
+	c.n++
+	c.w.mu.Lock()
+	c.rec.last = c.n
+	c.w.mu.Unlock()
+	return fmt.Sprintf("%s %d", refString(c.rec.ref), c.n), nil
+}
+
+// Handoff hands the value to the next instance.
+func (c *ctrChild) Handoff(*actor.Context) ([]byte, error) {
+	c.w.mu.Lock()
+	c.rec.handoff = c.n
+	c.w.dirty[c.rec] = struct{}{}
+	c.w.mu.Unlock()
+	return strconv.AppendInt(nil, c.n, 10), nil
+}
+
+func (c *hbChild) Terminate(_ *actor.Context, reason error) {
 	at := mono()
 	c.w.touch(c.rec, at, c.ep.Alive())
 	c.w.mu.Lock()
-	c.rec.end = at
+	c.rec.end, c.rec.why = at, endReason(reason)
 	c.w.mu.Unlock()
+}
+
+// endReason names why an incarnation ended, in one word.
+func endReason(reason error) string {
+	switch {
+	case errors.Is(reason, lease.ErrEpochLost):
+		return "fenced" // its node's lease epoch was lost
+	case errors.Is(reason, supervisor.ErrMoved):
+		return "moved"
+	case errors.Is(reason, errCrash):
+		return "crashed"
+	case errors.Is(reason, actor.Shutdown):
+		return "shutdown"
+	case actor.IsNormal(reason):
+		return "normal"
+	}
+	return "other"
 }
 
 type writeTick struct{}
