@@ -48,6 +48,7 @@ const (
 	invTransientBack  = "a transient child ran again after it exited normally"
 	invTransientCrash = "a transient child was not restarted after it crashed"
 	invHandoff        = "handed-off state did not reach the next instance"
+	invCallFailed     = "a request to a settled cluster failed"
 	resumeGrace       = 3 * time.Second // a resumed process may run this long before it learns it lost
 	freshWithin       = 2500 * time.Millisecond
 	prePauseWorkLimit = 2 * tickEvery
