@@ -669,3 +669,101 @@ func TestDistributedStartChildren(t *testing.T) {
 		t.Fatalf("%d specs after the refused batches, want 450", n.Specs)
 	}
 }
+
+// stubborn is a distributed child whose Terminate does not return until
+// its channel is closed.
+type stubborn struct{ stuck <-chan struct{} }
+
+func (s stubborn) HandleCall(*actor.Context, any) (any, error) { return "ok", nil }
+func (s stubborn) Terminate(*actor.Context, error)            { <-s.stuck }
+
+// A node that loses its lease stops its children before another node can
+// start them, even when a child's Terminate would outlast the lease: the
+// fence gives it only until shortly after the lease's proven alive-until
+// instant (its shutdown timeout of 30 s notwithstanding), then abandons
+// it, and the lost lease is revoked only after that.
+func TestDistributedFenceBeatsTakeover(t *testing.T) {
+	cl := etcdtest.Start(t)
+	proxy := etcdtest.NewProxy(t, cl.Endpoints()[0])
+	stuck := make(chan struct{})
+	type seen struct {
+		e  supervisor.DistEvent
+		at time.Time
+	}
+	var mu sync.Mutex
+	var events []seen
+	onA := func(_ string, nodes []string) string {
+		for _, n := range nodes {
+			if n == "a" {
+				return n
+			}
+		}
+		return nodes[0]
+	}
+	opts := supervisor.DistributedOptions{Locator: onA, Listener: func(e supervisor.DistEvent) {
+		mu.Lock()
+		events = append(events, seen{e, time.Now()})
+		mu.Unlock()
+	}}
+	start := func(id string, endpoints []string) *supervisor.Distributed {
+		n := startNode(t, cohort.Config{NodeID: id, Endpoints: endpoints, LeaseTTL: 3 * time.Second, LeaseMargin: 1500 * time.Millisecond})
+		if err := n.RegisterKind("stubborn", func() actor.Actor { return stubborn{stuck} }); err != nil {
+			t.Fatal(err)
+		}
+		d, err := n.DistributedSupervisor(context.Background(), "stubborn", opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	a := start("a", []string{proxy.Addr()})
+	b := start("b", cl.Endpoints())
+	t.Cleanup(func() { close(stuck) }) // before the nodes stop
+	deadline := time.Now().Add(10 * time.Second)
+	for len(b.Nodes()) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("nodes do not see each other")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	ctx := context.Background()
+	ref, _, err := b.StartChild(ctx, supervisor.ChildSpec{ID: "s", Kind: "stubborn", Shutdown: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ref.Node != "a" {
+		t.Fatalf("child on %s, want a", ref.Node)
+	}
+	proxy.Pause()
+	t.Cleanup(proxy.Resume)
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		if r, err := b.Whereis("s"); err == nil && r.Node == "b" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("child not taken over by b")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	var stopped, started time.Time
+	mu.Lock()
+	for _, s := range events {
+		switch {
+		case s.e.Type == supervisor.DistChildStopped && s.e.Node == "a" && s.e.ChildID == "s":
+			stopped = s.at
+		case s.e.Type == supervisor.DistChildStarted && s.e.Node == "b" && s.e.ChildID == "s":
+			started = s.at
+		}
+	}
+	mu.Unlock()
+	if stopped.IsZero() || started.IsZero() {
+		t.Fatalf("events: stopped on a at %v, started on b at %v", stopped, started)
+	}
+	if !stopped.Before(started) {
+		t.Fatalf("b started the child %v before a had stopped it", stopped.Sub(started))
+	}
+	if len(a.LocalChildren()) != 0 {
+		t.Fatalf("a still lists %v", a.LocalChildren())
+	}
+}

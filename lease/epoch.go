@@ -31,6 +31,8 @@ type Epoch struct {
 	err        error
 	aliveUntil time.Time
 	csess      *concurrency.Session
+	holds      int
+	released   chan struct{} // closed when the epoch is lost and holds is 0
 }
 
 func newEpoch(client *clientv3.Client, seq uint64, id clientv3.LeaseID, ttl time.Duration, aliveUntil time.Time) *Epoch {
@@ -44,8 +46,40 @@ func newEpoch(client *clientv3.Client, seq uint64, id clientv3.LeaseID, ttl time
 		cancel:     cancel,
 		lost:       make(chan struct{}),
 		aliveUntil: aliveUntil,
+		released:   make(chan struct{}),
 	}
 }
+
+// Hold marks work done under the epoch that must be stopped before others
+// may take it over: once the epoch is lost, the session revokes its lease
+// (which lets other nodes take over at once instead of when etcd expires
+// it) only after every hold is released, or once the lease has surely
+// expired on its own. Release a hold when the work has stopped; the
+// returned function may be called more than once. A hold on an epoch
+// already lost does nothing.
+func (e *Epoch) Hold() (release func()) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.err != nil {
+		return func() {}
+	}
+	e.holds++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			e.holds--
+			if e.holds == 0 && e.err != nil {
+				close(e.released)
+			}
+		})
+	}
+}
+
+// Released returns a channel that is closed once the epoch is lost and
+// every hold on it is released.
+func (e *Epoch) Released() <-chan struct{} { return e.released }
 
 // Seq numbers the epochs of a session: 1 for the first, then one more for
 // each new lease.
@@ -161,6 +195,9 @@ func (e *Epoch) markLost(reason error) (*concurrency.Session, bool) {
 	}
 	e.err = reason
 	cs := e.csess
+	if e.holds == 0 {
+		close(e.released)
+	}
 	e.mu.Unlock()
 	e.cancel(reason)
 	close(e.lost)

@@ -33,9 +33,10 @@ type Session struct {
 	cfg    Config
 	log    *zap.Logger
 
-	runCtx  context.Context
-	stopRun context.CancelFunc
-	done    chan struct{}
+	runCtx   context.Context
+	stopRun  context.CancelFunc
+	done     chan struct{}
+	revoking sync.WaitGroup // revocations of lost epochs waiting for holds
 
 	mu      sync.Mutex
 	cur     *Epoch
@@ -142,12 +143,19 @@ func (s *Session) Done() <-chan struct{} { return s.done }
 func (s *Session) Close(ctx context.Context) error {
 	s.stopRun()
 	<-s.done
+	s.revoking.Wait()
 	e := s.Current()
 	if cs, ok := e.markLost(ErrClosed); ok && cs != nil {
 		<-cs.Done()
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.TTL)
 	defer cancel()
+	// What still holds the epoch stops first; past one TTL the lease
+	// expires on its own, revoked or not.
+	select {
+	case <-e.Released():
+	case <-ctx.Done():
+	}
 	_, err := s.client.Revoke(ctx, e.id)
 	if err != nil && !isLeaseNotFound(err) {
 		return fmt.Errorf("lease: revoke %x on close: %w", int64(e.id), err)
@@ -175,7 +183,7 @@ func (s *Session) run(e *Epoch) {
 		s.changed = make(chan struct{})
 		s.mu.Unlock()
 		s.log.Info("lease epoch started", zap.Uint64("epoch", next.seq), zap.String("lease", fmt.Sprintf("%x", int64(next.id))), zap.Duration("ttl", next.ttl))
-		s.revokeLost(e)
+		s.revokeWhenReleased(e)
 		e = next
 	}
 }
@@ -195,6 +203,25 @@ func (s *Session) lose(e *Epoch, reason error) {
 	if cs != nil {
 		<-cs.Done()
 	}
+}
+
+// revokeWhenReleased revokes the lease of the lost epoch e once every hold
+// on it is released (see Epoch.Hold), in the background. Past one TTL after
+// the loss the lease has expired on etcd anyway, and it is not waited for
+// any longer.
+func (s *Session) revokeWhenReleased(e *Epoch) {
+	s.revoking.Add(1)
+	go func() {
+		defer s.revoking.Done()
+		t := time.NewTimer(e.ttl)
+		defer t.Stop()
+		select {
+		case <-e.Released():
+			s.revokeLost(e)
+		case <-t.C:
+		case <-s.runCtx.Done():
+		}
+	}()
 }
 
 // revokeLost revokes the lease of a lost epoch, best effort: keys bound to

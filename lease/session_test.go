@@ -307,3 +307,65 @@ func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A hold on a lost epoch keeps the session from revoking its lease until
+// the hold is released: the work done under the epoch stops before other
+// nodes can take it over. Once released, the lease is revoked at once, not
+// left to expire.
+func TestHoldDelaysRevoke(t *testing.T) {
+	cl := etcdtest.Start(t)
+	ctx := t.Context()
+	direct := etcdtest.Dial(t, etcdtest.ClientConfig(cl.Endpoints()[0]))
+	proxy := etcdtest.NewProxy(t, cl.Endpoints()[0])
+	cli := etcdtest.Dial(t, etcdtest.ClientConfig(proxy.Addr()))
+	// A wide margin: the epoch is declared lost seconds before etcd can
+	// expire its lease, so an early revoke is told apart from expiry.
+	s, err := lease.Start(ctx, cli, lease.Config{TTL: 8 * time.Second, Margin: 5 * time.Second, KeepAliveInterval: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	e := s.Current()
+	release := e.Hold()
+	proxy.Pause()
+	select {
+	case <-e.Lost():
+	case <-time.After(8 * time.Second):
+		t.Fatal("epoch not lost")
+	}
+	proxy.Resume()
+	wctx, cancel := context.WithTimeout(ctx, 8*time.Second)
+	defer cancel()
+	if _, err := s.Wait(wctx); err != nil {
+		t.Fatalf("no new epoch: %v", err)
+	}
+	select {
+	case <-e.Released():
+		t.Fatal("lost epoch released while held")
+	default:
+	}
+	alive := func() int64 {
+		resp, err := direct.TimeToLive(ctx, e.ID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.TTL
+	}
+	// The new epoch exists; without the hold the old lease would be
+	// revoked right after it was granted.
+	time.Sleep(300 * time.Millisecond)
+	left := alive()
+	if left <= 1 {
+		t.Fatalf("held lease %x has %ds left; want it alive until the hold is released", e.ID(), left)
+	}
+	released := time.Now()
+	release()
+	release() // a second release changes nothing
+	<-e.Released()
+	waitFor(t, time.Duration(left-1)*time.Second, "the released lease's revocation", func() bool { return alive() < 0 })
+	if d := time.Since(released); d >= time.Duration(left)*time.Second {
+		t.Fatalf("lease gone %v after the release: it expired, it was not revoked", d)
+	}
+	// A hold on a lost epoch does nothing.
+	e.Hold()()
+}

@@ -44,6 +44,7 @@ type Distributed struct {
 	ringAt    time.Time // last membership change
 	draining  bool
 	releases  releaseQueue
+	unhold    func() // releases the epoch held by watchEpochs
 	filters   sync.Map         // kind → ring.Filter
 	fencedTo  clientv3.LeaseID // the epoch the last pass fenced for
 
@@ -62,10 +63,14 @@ type childExit struct {
 type localChild struct {
 	spec     ChildSpec
 	ref      actor.Ref
-	lease    clientv3.LeaseID
+	epoch    *lease.Epoch // the epoch it was claimed under
 	restarts []time.Time
 	stopping bool
 }
+
+// aliveUntil is when the lease the child was claimed under is last
+// certainly alive.
+func (lc *localChild) aliveUntil() time.Time { return lc.epoch.AliveUntil() }
 
 // StartDistributed starts the distributed supervisor name on this node. Run
 // it on every node that should take part, with the same options.
@@ -187,21 +192,25 @@ func (d *Distributed) watchRing(changes <-chan ring.Change, unsubscribe func()) 
 	}
 }
 
+// watchEpochs holds each epoch of the session (see lease.Epoch.Hold) while
+// children may run under it, and fences those children when it is lost;
+// only then may the session revoke the lost lease and let other nodes
+// start them.
 func (d *Distributed) watchEpochs() {
 	defer d.wg.Done()
 	ep := d.c.Session.Current()
 	for {
+		d.hold(ep)
 		select {
 		case <-d.ctx.Done():
-			return
+			return // Stop releases the hold once the children stopped
 		case <-ep.Lost():
 		}
 		// Stop the children claimed under the lost epoch now, not on the
-		// loop's next pass: the loop may be busy, and by the time it looks
-		// the session may have a new epoch and have revoked the old lease,
-		// letting other nodes start these children.
+		// loop's next pass: the loop may be busy.
 		lost := ep
-		d.fence(lost.Err(), func(lc *localChild) bool { return lc.lease == lost.ID() })
+		d.fence(lost.Err(), func(lc *localChild) bool { return lc.epoch == lost })
+		d.unholdEpoch()
 		d.poke()
 		next, err := d.c.Session.Next(d.ctx, ep)
 		if err != nil {
@@ -212,6 +221,25 @@ func (d *Distributed) watchEpochs() {
 		d.full = true
 		d.mu.Unlock()
 		d.poke()
+	}
+}
+
+// hold holds ep for the children started under it.
+func (d *Distributed) hold(ep *lease.Epoch) {
+	r := ep.Hold()
+	d.mu.Lock()
+	d.unhold = r
+	d.mu.Unlock()
+}
+
+// unholdEpoch releases the hold on the last epoch held, if any.
+func (d *Distributed) unholdEpoch() {
+	d.mu.Lock()
+	r := d.unhold
+	d.unhold = nil
+	d.mu.Unlock()
+	if r != nil {
+		r()
 	}
 }
 
@@ -350,7 +378,7 @@ func (d *Distributed) reconcile() {
 	// Children are claimed only under the current epoch, so after one pass
 	// under an epoch there are none left to fence until it changes.
 	if d.fencedTo != ep.ID() {
-		d.fence(fmt.Errorf("claimed under an earlier epoch than %v", ep), func(lc *localChild) bool { return lc.lease != ep.ID() })
+		d.fence(fmt.Errorf("claimed under an earlier epoch than %v", ep), func(lc *localChild) bool { return lc.epoch != ep })
 		d.fencedTo = ep.ID()
 	}
 	d.mu.Lock()
@@ -566,6 +594,20 @@ func (d *Distributed) claimBatch(ep *lease.Epoch, part []string) {
 
 // start spawns a child under a Ref already published in its owner key.
 func (d *Distributed) start(ep *lease.Epoch, spec ChildSpec, ref actor.Ref, handoff []byte, restarts []time.Time) {
+	// A child starts only while its epoch is alive, and is in d.local
+	// before it is spawned, so a fence finds it; one that was fenced while
+	// it was being spawned is stopped here. The hold keeps the lost lease
+	// from being revoked (letting another node start the child) until
+	// then.
+	defer ep.Hold()()
+	lc := &localChild{spec: spec, ref: ref, epoch: ep, restarts: restarts}
+	d.mu.Lock()
+	if !ep.Alive() {
+		d.mu.Unlock()
+		return // the owner key goes with the lease
+	}
+	d.local[spec.ID] = lc
+	d.mu.Unlock()
 	f, ok := d.c.Kind(spec.Kind)
 	var err error
 	if !ok {
@@ -573,10 +615,15 @@ func (d *Distributed) start(ep *lease.Epoch, spec ChildSpec, ref actor.Ref, hand
 	} else {
 		_, err = d.spawn(f, spec, ref, handoff)
 	}
-	lc := &localChild{spec: spec, ref: ref, lease: ep.ID(), restarts: restarts}
 	d.mu.Lock()
-	d.local[spec.ID] = lc
+	fenced := lc.stopping
 	d.mu.Unlock()
+	if fenced {
+		if err == nil {
+			d.stopFenced(spec.ID, lc, fmt.Errorf("%w: %w", lease.ErrEpochLost, ep.Err()))
+		}
+		return
+	}
 	if err != nil {
 		d.log.Warn("child failed to start", zap.String("child", spec.ID), zap.Error(err))
 		d.mu.Lock()
@@ -630,7 +677,7 @@ func (d *Distributed) childExited(ep *lease.Epoch, e childExit) {
 		d.deleteSpec(id)
 		return
 	}
-	if lc.lease != ep.ID() {
+	if lc.epoch != ep {
 		d.markDirty(id)
 		return
 	}
@@ -895,7 +942,11 @@ func (d *Distributed) move(parent context.Context, ep *lease.Epoch, id string, l
 
 // fence stops at once the local children that match because the lease
 // epoch they were claimed under is lost: their owner keys die with the
-// lease, and another node may start them once etcd has expired it.
+// lease, and another node may start them once etcd has expired it (or the
+// session revoked it, which waits for the epoch's holds: see watchEpochs).
+// A child gets its shutdown timeout, but no longer than until half the
+// lease margin past the epoch's alive-until instant, well before etcd can
+// expire the lease; it is abandoned after that.
 func (d *Distributed) fence(reason error, match func(*localChild) bool) {
 	d.mu.Lock()
 	local := make(map[string]*localChild)
@@ -916,11 +967,21 @@ func (d *Distributed) fence(reason error, match func(*localChild) bool) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = d.c.System.StopTimeout(context.Background(), lc.ref, why, Child{Shutdown: lc.spec.Shutdown}.shutdown())
-			d.emit(DistEvent{Type: DistChildStopped, ChildID: id, Ref: lc.ref, Reason: why})
+			d.stopFenced(id, lc, why)
 		}()
 	}
 	wg.Wait()
+}
+
+// stopFenced stops a fenced child within the lease budget (see fence).
+func (d *Distributed) stopFenced(id string, lc *localChild, why error) {
+	timeout := Child{Shutdown: lc.spec.Shutdown}.shutdown()
+	if timeout != BrutalKill {
+		budget := time.Until(lc.aliveUntil().Add(d.c.Session.Config().Margin / 2))
+		timeout = min(timeout, max(budget, lostGrace))
+	}
+	_ = d.c.System.StopTimeout(context.Background(), lc.ref, why, timeout)
+	d.emit(DistEvent{Type: DistChildStopped, ChildID: id, Ref: lc.ref, Reason: why})
 }
 
 func newID() string {

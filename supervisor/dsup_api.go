@@ -538,4 +538,5 @@ func (d *Distributed) Stop(ctx context.Context) {
 		lc.stopping = true
 		d.stopLocal(id, lc, actor.Shutdown)
 	}
+	d.unholdEpoch()
 }

@@ -211,6 +211,9 @@ func (s *singleton) Terminate(_ *actor.Context, _ error) {
 	s.stopChild(reason, lost)
 	s.clean.Store(true)
 	s.dropName(lost)
+	if s.term != nil {
+		s.term.release()
+	}
 	s.cancel()
 	s.wg.Wait()
 	if s.term != nil {
@@ -256,7 +259,10 @@ func (s *singleton) campaign(run context.Context) {
 			s.handOver(l)
 		}
 		t.end()
-		_ = s.sys.Send(s.self, termEnded{t})
+		if err := s.sys.Send(s.self, termEnded{t}); err != nil {
+			// The wrapper is gone: handOver stopped the child.
+			t.release()
+		}
 	}
 }
 
@@ -299,11 +305,13 @@ func (s *singleton) elected(ctx *actor.Context, t *Term) {
 
 func (s *singleton) ended(t *Term) {
 	if s.term != t {
+		t.release() // a term that ended before it began: no child ran
 		return
 	}
 	reason := t.Err()
 	s.stopChild(reason, isEpochLoss(reason))
 	s.dropName(isEpochLoss(reason))
+	t.release()
 	s.term = nil
 	s.emit(SingletonEvent{Type: SingletonLost, Token: t.Token(), Reason: reason})
 }

@@ -35,12 +35,21 @@ type Term struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	once   sync.Once
+	unhold func() // releases the hold on the term's epoch
 }
 
+// newTerm starts a term of leadership l. It holds l's lease epoch (see
+// lease.Epoch.Hold) until release: should the epoch be lost, its lease is
+// not revoked early, letting another node's term begin, before this
+// term's child has stopped.
 func newTerm(id, node string, l *election.Leadership) *Term {
 	ctx, cancel := context.WithCancelCause(context.Background())
-	return &Term{id: id, node: node, l: l, ctx: ctx, cancel: cancel}
+	return &Term{id: id, node: node, l: l, ctx: ctx, cancel: cancel, unhold: l.Epoch().Hold()}
 }
+
+// release releases the term's hold on its epoch, once the child of the
+// term has stopped. It may be called more than once.
+func (t *Term) release() { t.unhold() }
 
 // end cancels the term's context with the reason it ended.
 func (t *Term) end() {
