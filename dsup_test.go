@@ -675,7 +675,7 @@ func TestDistributedStartChildren(t *testing.T) {
 type stubborn struct{ stuck <-chan struct{} }
 
 func (s stubborn) HandleCall(*actor.Context, any) (any, error) { return "ok", nil }
-func (s stubborn) Terminate(*actor.Context, error)            { <-s.stuck }
+func (s stubborn) Terminate(*actor.Context, error)             { <-s.stuck }
 
 // A node that loses its lease stops its children before another node can
 // start them, even when a child's Terminate would outlast the lease: the

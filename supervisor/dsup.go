@@ -44,7 +44,7 @@ type Distributed struct {
 	ringAt    time.Time // last membership change
 	draining  bool
 	releases  releaseQueue
-	unhold    func() // releases the epoch held by watchEpochs
+	unhold    func()           // releases the epoch held by watchEpochs
 	filters   sync.Map         // kind → ring.Filter
 	fencedTo  clientv3.LeaseID // the epoch the last pass fenced for
 
