@@ -10,6 +10,7 @@
 //
 //	go run ./cmd/dsupbench
 //	go run ./cmd/dsupbench -children 20000 -ttl 5s -cpuprofile /tmp/prof
+//	go run ./cmd/dsupbench -etcd-floor   # etcd's part of the start alone
 package main
 
 import (
@@ -56,6 +57,7 @@ func run() int {
 	writers := flag.Int("writers", 1, "goroutines calling StartChildren")
 	moveBatch := flag.Int("move-batch", 0, "DistributedOptions.MoveBatch (0: the default)")
 	stable := flag.Duration("stable-window", 0, "DistributedOptions.StableWindow (0: the default)")
+	floor := flag.Bool("etcd-floor", false, "measure only etcd's part of the start: the same spec writes and claims from plain etcd clients, with no cohort node")
 	profile := flag.String("cpuprofile", "", "directory where each node process writes <node>.cpu, and this process (etcd and the coordinator) coordinator.cpu")
 	flag.Parse()
 	cfg := demonode.BenchConfig{Children: *children, Writers: *writers, Cluster: demonode.ClusterConfig{
@@ -71,6 +73,22 @@ func run() int {
 			return 1
 		}
 		defer stopProfile()
+	}
+	if *floor {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		var eps []string
+		if *endpoints != "" {
+			eps = strings.Split(*endpoints, ",")
+		}
+		res, err := demonode.RunEtcdFloor(ctx, eps, *children, *nodes)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "dsupbench:", err)
+			return 1
+		}
+		fmt.Printf("etcd floor: %d specs stored in %v, all claimed by %d clients after %v\n",
+			*children, res.Stored.Round(time.Millisecond), *nodes, res.Claimed.Round(time.Millisecond))
+		return 0
 	}
 	fmt.Printf("dsupbench: %d children, %d nodes + 1 joining, %d CPUs, GOMAXPROCS %d\n",
 		*children, *nodes, runtime.NumCPU(), runtime.GOMAXPROCS(0))

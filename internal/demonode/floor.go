@@ -1,0 +1,172 @@
+package demonode
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/cohort-go/cohort/internal/embedetcd"
+)
+
+// FloorResult is what RunEtcdFloor measured.
+type FloorResult struct {
+	// Stored is how long the spec writes took, Claimed how long until
+	// every key was claimed, both from the first write.
+	Stored, Claimed time.Duration
+}
+
+// RunEtcdFloor measures the etcd work of starting n distributed children
+// with nothing else running: one writer stores n spec keys, 100 per
+// transaction with 4 in flight, and claimers (one etcd client each, like
+// node processes) watch the specs and claim their share as the
+// distributed supervisor does: 64 owner keys per transaction, each created
+// only if absent, bound to the claimer's lease, taking a handoff key. It
+// is the floor under the start figure of RunBench: what etcd alone takes
+// on this machine. endpoints empty means an embedded etcd in this process.
+func RunEtcdFloor(ctx context.Context, endpoints []string, n, claimers int) (FloorResult, error) {
+	var res FloorResult
+	if len(endpoints) == 0 {
+		dir, err := os.MkdirTemp("", "dsupbench-floor-")
+		if err != nil {
+			return res, err
+		}
+		defer os.RemoveAll(dir)
+		srv, err := embedetcd.Start(ctx, embedetcd.Config{Dir: dir})
+		if err != nil {
+			return res, err
+		}
+		defer srv.Close()
+		endpoints = srv.Endpoints()
+	}
+	dial := func() (*clientv3.Client, error) {
+		return clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second})
+	}
+	prefix := fmt.Sprintf("/dsupbench-floor/%d/", time.Now().UnixNano())
+	specs, owners, handoffs := prefix+"specs/", prefix+"owners/", prefix+"handoff/"
+	ctx, cancel := context.WithCancel(ctx)
+	var claimed atomic.Int64
+	allClaimed := make(chan struct{})
+	errs := make(chan error, 1)
+	fail := func(err error) {
+		select {
+		case errs <- err:
+		default:
+		}
+	}
+	var wg sync.WaitGroup
+	var clients []*clientv3.Client
+	defer func() {
+		cancel()
+		wg.Wait()
+		for _, c := range clients {
+			c.Close()
+		}
+	}()
+	for c := range claimers {
+		cli, err := dial()
+		if err != nil {
+			return res, err
+		}
+		clients = append(clients, cli)
+		ls, err := cli.Grant(ctx, 10)
+		if err != nil {
+			return res, err
+		}
+		if _, err := cli.KeepAlive(ctx, ls.ID); err != nil {
+			return res, err
+		}
+		watch := cli.Watch(ctx, specs, clientv3.WithPrefix())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem := make(chan struct{}, claimsInFlightFloor)
+			claim := func(ids []string) {
+				sem <- struct{}{}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer func() { <-sem }()
+					cmps := make([]clientv3.Cmp, 0, len(ids))
+					ops := make([]clientv3.Op, 0, 2*len(ids))
+					for _, id := range ids {
+						cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(owners+id), "=", 0))
+						ops = append(ops, clientv3.OpPut(owners+id, fmt.Sprintf(`{"node":"claimer-%d","ref":{"node":"claimer-%d","id":%d}}`, c, c, claimed.Load()), clientv3.WithLease(ls.ID)),
+							clientv3.OpDelete(handoffs+id, clientv3.WithPrevKV()))
+					}
+					if _, err := cli.Txn(ctx).If(cmps...).Then(ops...).Commit(); err != nil {
+						fail(fmt.Errorf("claim: %w", err))
+						return
+					}
+					if claimed.Add(int64(len(ids))) == int64(n) {
+						close(allClaimed)
+					}
+				}()
+			}
+			var mine []string
+			for resp := range watch {
+				for _, ev := range resp.Events {
+					id := strings.TrimPrefix(string(ev.Kv.Key), specs)
+					if int(id[len(id)-1])%claimers == c {
+						mine = append(mine, id)
+					}
+				}
+				for len(mine) >= 64 {
+					claim(mine[:64:64])
+					mine = mine[64:]
+				}
+				if len(mine) > 0 && len(watch) == 0 {
+					claim(mine)
+					mine = nil
+				}
+			}
+		}()
+	}
+	writer, err := dial()
+	if err != nil {
+		return res, err
+	}
+	clients = append(clients, writer)
+	start := time.Now()
+	sem := make(chan struct{}, 4)
+	var writes sync.WaitGroup
+	for i := 0; i < n; i += 100 {
+		sem <- struct{}{}
+		writes.Add(1)
+		go func() {
+			defer writes.Done()
+			defer func() { <-sem }()
+			var cmps []clientv3.Cmp
+			var ops []clientv3.Op
+			for j := i; j < min(i+100, n); j++ {
+				key := fmt.Sprintf("%sc%06d", specs, j)
+				cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), "=", 0))
+				ops = append(ops, clientv3.OpPut(key, fmt.Sprintf(`{"id":"c%06d","kind":"counter"}`, j)))
+			}
+			if _, err := writer.Txn(ctx).If(cmps...).Then(ops...).Commit(); err != nil {
+				fail(fmt.Errorf("store specs: %w", err))
+			}
+		}()
+	}
+	writes.Wait()
+	res.Stored = time.Since(start)
+	select {
+	case <-allClaimed:
+		res.Claimed = time.Since(start)
+	case err := <-errs:
+		return res, err
+	case <-ctx.Done():
+		return res, ctx.Err()
+	}
+	_, _ = writer.Delete(context.Background(), prefix, clientv3.WithPrefix())
+	return res, nil
+}
+
+// claimsInFlightFloor is the claim transactions one claimer has in flight,
+// as a node's distributed supervisor does.
+const claimsInFlightFloor = 4
