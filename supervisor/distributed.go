@@ -260,15 +260,18 @@ func (k keys) status(id string) string  { return k.root + "status/" + id }
 func (k keys) handoff(id string) string { return k.root + "handoff/" + id }
 
 // has reports whether key lies under sub.
-func (k keys) has(key, sub string) bool { return strings.HasPrefix(key, k.root+sub) }
+func (k keys) has(key, sub string) bool {
+	_, ok := k.idOf(key, sub)
+	return ok
+}
 
 // idOf returns the id of a key under sub ("specs/", "owners/"...).
 func (k keys) idOf(key, sub string) (string, bool) {
-	p := k.root + sub
-	if !strings.HasPrefix(key, p) {
+	rest, ok := strings.CutPrefix(key, k.root)
+	if !ok {
 		return "", false
 	}
-	return key[len(p):], true
+	return strings.CutPrefix(rest, sub)
 }
 
 func validateID(id string) error {

@@ -264,8 +264,9 @@ func (d *Distributed) emit(e DistEvent) {
 	if e.Type == DistChildFailed {
 		level = zap.ErrorLevel
 	}
-	if ce := d.log.Check(level, "distributed supervisor "+e.Type.String()); ce != nil {
-		ce.Write(zap.String("child", e.ChildID), zap.String("on", e.Node), zap.Stringer("ref", e.Ref), zap.Error(e.Reason))
+	if d.log.Core().Enabled(level) {
+		d.log.Log(level, "distributed supervisor "+e.Type.String(),
+			zap.String("child", e.ChildID), zap.String("on", e.Node), zap.Stringer("ref", e.Ref), zap.Error(e.Reason))
 	}
 	if d.o.Listener != nil {
 		d.o.Listener(e)
