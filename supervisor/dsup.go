@@ -147,11 +147,17 @@ func (d *Distributed) onUpdate(u mirror.Update) {
 	if u.Reset {
 		d.full = true
 	}
-	for _, key := range u.Keys {
-		for _, sub := range []string{"specs/", "owners/", "status/"} {
-			if id, ok := d.k.idOf(key, sub); ok {
-				d.dirty[id] = struct{}{}
-			}
+	for i, key := range u.Keys {
+		if id, ok := d.k.idOf(key, "specs/"); ok {
+			d.dirty[id] = struct{}{}
+		} else if id, ok := d.k.idOf(key, "status/"); ok {
+			d.dirty[id] = struct{}{}
+		} else if id, ok := d.k.idOf(key, "owners/"); ok && (u.Deleted == nil || u.Deleted[i]) {
+			// A new owner key asks nothing of the reconciler: its own
+			// claims start their children, and a key of its own from an
+			// earlier epoch is found by the full pass after the epoch
+			// changes. A deleted one may have to be claimed.
+			d.dirty[id] = struct{}{}
 		}
 	}
 	d.mu.Unlock()

@@ -23,10 +23,13 @@ var ErrClosed = errors.New("mirror: closed")
 // Update tells the owner what changed: the keys put or deleted since the
 // last update, at Revision. Reset is true when the whole prefix was read
 // again (at start and after a compaction); then Keys lists every key that
-// exists or existed.
+// exists or existed. Deleted[i], when Deleted is not nil, tells whether
+// Keys[i] was deleted (its last change, if it changed more than once in
+// the update); after a Reset it is nil.
 type Update struct {
 	Revision int64
 	Keys     []string
+	Deleted  []bool
 	Reset    bool
 }
 
@@ -171,16 +174,18 @@ func (m *Mirror) apply(resp clientv3.WatchResponse) {
 	}
 	// Decode before taking the lock, so readers are not held up by it.
 	keys := make([]string, len(resp.Events))
+	deleted := make([]bool, len(resp.Events))
 	entries := make([]entry, len(resp.Events))
 	for i, ev := range resp.Events {
 		keys[i] = string(ev.Kv.Key)
-		if ev.Type != clientv3.EventTypeDelete {
+		deleted[i] = ev.Type == clientv3.EventTypeDelete
+		if !deleted[i] {
 			entries[i] = m.entry(ev.Kv)
 		}
 	}
 	m.mu.Lock()
-	for i, ev := range resp.Events {
-		if ev.Type == clientv3.EventTypeDelete {
+	for i := range resp.Events {
+		if deleted[i] {
 			delete(m.kvs, keys[i])
 		} else {
 			m.kvs[keys[i]] = entries[i]
@@ -195,7 +200,7 @@ func (m *Mirror) apply(resp clientv3.WatchResponse) {
 	m.broadcast()
 	m.mu.Unlock()
 	if m.notify != nil {
-		m.notify(Update{Revision: rev, Keys: keys})
+		m.notify(Update{Revision: rev, Keys: keys, Deleted: deleted})
 	}
 }
 
