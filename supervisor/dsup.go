@@ -416,11 +416,16 @@ func (d *Distributed) reconcile() {
 		d.childExited(ep, e)
 	}
 	if full {
-		d.m.Range(d.k.root+"specs/", func(kv *mvccpb.KeyValue) {
-			if id, ok := d.k.idOf(string(kv.Key), "specs/"); ok {
-				ids[id] = struct{}{}
+		all := make(map[string]struct{}, len(ids)+d.m.Len())
+		for id := range ids {
+			all[id] = struct{}{}
+		}
+		d.m.Range(d.k.root+"specs/", func(key string, _ *mvccpb.KeyValue) {
+			if id, ok := d.k.idOf(key, "specs/"); ok {
+				all[id] = struct{}{}
 			}
 		})
+		ids = all
 	}
 	snap := d.c.Ring.Snapshot()
 	// deferred are local children that belong elsewhere but wait for the

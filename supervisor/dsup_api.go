@@ -35,7 +35,7 @@ func (d *Distributed) roomFor(n int) error {
 		return nil
 	}
 	have := 0
-	d.m.Range(d.k.root+"specs/", func(*mvccpb.KeyValue) { have++ })
+	d.m.Range(d.k.root+"specs/", func(string, *mvccpb.KeyValue) { have++ })
 	if have+n > d.o.MaxChildren {
 		return fmt.Errorf("%w: %d (%d children, %d more asked)", ErrMaxChildren, d.o.MaxChildren, have, n)
 	}
@@ -334,7 +334,7 @@ func (d *Distributed) TerminateChild(ctx context.Context, id string) error {
 // instance is ref. ErrChildNotFound if no child runs as ref.
 func (d *Distributed) TerminateChildRef(ctx context.Context, ref actor.Ref) error {
 	var id string
-	d.m.Range(d.k.root+"owners/", func(kv *mvccpb.KeyValue) {
+	d.m.Range(d.k.root+"owners/", func(_ string, kv *mvccpb.KeyValue) {
 		if o, ok := decode[owner](kv.Value); ok && o.Ref == ref {
 			id, _ = d.k.idOf(string(kv.Key), "owners/")
 		}

@@ -255,15 +255,22 @@ func (m *Mirror) Changed() <-chan struct{} {
 
 // Range calls fn for every key under sub (a prefix within the mirrored
 // prefix), in no particular order, under the read lock: fn must not call
-// back into the mirror.
-func (m *Mirror) Range(sub string, fn func(kv *mvccpb.KeyValue)) {
+// back into the mirror. key is kv.Key as a string.
+func (m *Mirror) Range(sub string, fn func(key string, kv *mvccpb.KeyValue)) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	for k, e := range m.kvs {
 		if len(k) >= len(sub) && k[:len(sub)] == sub {
-			fn(e.kv)
+			fn(k, e.kv)
 		}
 	}
+}
+
+// Len returns how many keys the mirror holds.
+func (m *Mirror) Len() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.kvs)
 }
 
 // WaitRevision returns once the mirror reflects revision rev, or when ctx
