@@ -13,14 +13,15 @@ import (
 
 	"github.com/cohort-go/cohort"
 	"github.com/cohort-go/cohort/internal/embedetcd"
+	"github.com/cohort-go/cohort/internal/testcert"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // writePEM writes a CA and a certificate it issued as PEM files.
-func writePEM(t *testing.T, dir string, ca *testCA, name string) (caFile, certFile, keyFile string) {
+func writePEM(t *testing.T, dir string, ca *testcert.CA, name string) (caFile, certFile, keyFile string) {
 	t.Helper()
-	cert := ca.issue(t, name)
+	cert := ca.Issue(t, name)
 	keyDER, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
 	if err != nil {
 		t.Fatal(err)
@@ -29,7 +30,7 @@ func writePEM(t *testing.T, dir string, ca *testCA, name string) (caFile, certFi
 	certFile = filepath.Join(dir, name+".pem")
 	keyFile = filepath.Join(dir, name+"-key.pem")
 	for file, block := range map[string]*pem.Block{
-		caFile:   {Type: "CERTIFICATE", Bytes: ca.cert.Raw},
+		caFile:   {Type: "CERTIFICATE", Bytes: ca.Cert.Raw},
 		certFile: {Type: "CERTIFICATE", Bytes: cert.Certificate[0]},
 		keyFile:  {Type: "EC PRIVATE KEY", Bytes: keyDER},
 	} {
@@ -45,7 +46,7 @@ func writePEM(t *testing.T, dir string, ca *testCA, name string) (caFile, certFi
 // start with ErrEtcdUnreachable.
 func TestEtcdTLSAndAuth(t *testing.T) {
 	dir := t.TempDir()
-	ca := newCA(t, "etcd-ca")
+	ca := testcert.NewCA(t, "etcd-ca")
 	caFile, serverCert, serverKey := writePEM(t, dir, ca, "etcd-server")
 	_, clientCert, clientKey := writePEM(t, dir, ca, "cohort-node")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

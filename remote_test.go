@@ -12,6 +12,7 @@ import (
 	"github.com/cohort-go/cohort"
 	"github.com/cohort-go/cohort/actor"
 	"github.com/cohort-go/cohort/internal/etcdtest"
+	"github.com/cohort-go/cohort/internal/testcert"
 )
 
 // Message types of the remote tests, registered on every node (here: in
@@ -395,11 +396,11 @@ func TestRemoteCallFailsAtOnceWhenNodeStops(t *testing.T) {
 }
 
 func TestRemoteMutualTLS(t *testing.T) {
-	good, other := newCA(t, "cluster"), newCA(t, "other")
+	good, other := testcert.NewCA(t, "cluster"), testcert.NewCA(t, "other")
 	cl := etcdtest.Start(t)
-	cert := func(ca *testCA, name string) cohort.TransportConfig {
-		c := ca.issue(t, name)
-		return cohort.TransportConfig{CA: good.pool, Certificate: &c}
+	cert := func(ca *testcert.CA, name string) cohort.TransportConfig {
+		c := ca.Issue(t, name)
+		return cohort.TransportConfig{CA: good.Pool, Certificate: &c}
 	}
 	start := func(id string, tc cohort.TransportConfig) *cohort.Node {
 		return startNode(t, cohort.Config{NodeID: id, Endpoints: cl.Endpoints(), LeaseTTL: 2 * time.Second, Transport: tc})
@@ -420,7 +421,7 @@ func TestRemoteMutualTLS(t *testing.T) {
 		t.Fatalf("call from an untrusted node = %v", err)
 	}
 	if _, err := startNodeErr(cohort.Config{NodeID: "half", Endpoints: cl.Endpoints(),
-		Transport: cohort.TransportConfig{CA: good.pool}}); !errors.Is(err, cohort.ErrInvalidConfig) {
+		Transport: cohort.TransportConfig{CA: good.Pool}}); !errors.Is(err, cohort.ErrInvalidConfig) {
 		t.Fatalf("CA without certificate = %v", err)
 	}
 }

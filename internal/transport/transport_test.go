@@ -2,14 +2,10 @@ package transport
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"math/big"
 	"net"
 	"runtime"
 	"strings"
@@ -18,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cohort-go/cohort/actor"
+	"github.com/cohort-go/cohort/internal/testcert"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/mem"
@@ -488,51 +485,7 @@ func waitFor(t testing.TB, cond func() bool) {
 	}
 }
 
-// Certificates for the mTLS tests, made here with crypto/x509.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
-
-func newCA(t testing.TB, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool}
-}
-
-func (ca *testCA) issue(t testing.TB, name string) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
-func mtls(ca *testCA, cert tls.Certificate, trust *x509.CertPool) Config {
+func mtls(ca *testcert.CA, cert tls.Certificate, trust *x509.CertPool) Config {
 	return Config{
 		ServerTLS: &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, ClientCAs: trust, ClientAuth: tls.RequireAndVerifyClientCert},
 		ClientTLS: &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, RootCAs: trust},
@@ -540,14 +493,14 @@ func mtls(ca *testCA, cert tls.Certificate, trust *x509.CertPool) Config {
 }
 
 func TestMutualTLSRefusesUntrustedPeer(t *testing.T) {
-	good, evil := newCA(t, "cluster-ca"), newCA(t, "other-ca")
+	good, evil := testcert.NewCA(t, "cluster-ca"), testcert.NewCA(t, "other-ca")
 	b := newBook()
-	cfgA := mtls(good, good.issue(t, "a"), good.pool)
+	cfgA := mtls(good, good.Issue(t, "a"), good.Pool)
 	cfgA.Node = "a"
-	cfgB := mtls(good, good.issue(t, "b"), good.pool)
+	cfgB := mtls(good, good.Issue(t, "b"), good.Pool)
 	cfgB.Node = "b"
 	// m presents a certificate the cluster CA did not sign, but trusts it.
-	cfgM := mtls(evil, evil.issue(t, "m"), good.pool)
+	cfgM := mtls(evil, evil.Issue(t, "m"), good.Pool)
 	cfgM.Node = "m"
 	a, n, m := startNode(t, b, cfgA), startNode(t, b, cfgB), startNode(t, b, cfgM)
 	ref := spawn(t, n, echo{})

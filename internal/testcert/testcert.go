@@ -1,4 +1,6 @@
-package cohort_test
+// Package testcert issues certificates for tests of mutual TLS, made with
+// crypto/x509: a CA, and certificates it signs for 127.0.0.1.
+package testcert
 
 import (
 	"crypto/ecdsa"
@@ -13,14 +15,16 @@ import (
 	"time"
 )
 
-// testCA issues certificates for the mTLS tests, made with crypto/x509.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
+// CA is a certificate authority valid for an hour around its creation.
+type CA struct {
+	Cert *x509.Certificate
+	Key  *ecdsa.PrivateKey
+	// Pool holds Cert alone: trust it to accept what the CA issued.
+	Pool *x509.CertPool
 }
 
-func newCA(t testing.TB, name string) *testCA {
+// NewCA makes a CA named name.
+func NewCA(t testing.TB, name string) *CA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -39,12 +43,12 @@ func newCA(t testing.TB, name string) *testCA {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool}
+	return &CA{Cert: cert, Key: key, Pool: pool}
 }
 
-// issue signs a certificate for name, valid for 127.0.0.1, as server and
+// Issue signs a certificate for name, valid for 127.0.0.1, as server and
 // client.
-func (ca *testCA) issue(t testing.TB, name string) tls.Certificate {
+func (ca *CA) Issue(t testing.TB, name string) tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -55,7 +59,7 @@ func (ca *testCA) issue(t testing.TB, name string) tls.Certificate {
 		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
