@@ -35,6 +35,7 @@ type probe struct {
 	got        []any
 	terminated chan error
 	block      chan struct{}
+	entered    chan struct{}
 	deferred   chan actor.ReplyTo
 }
 
@@ -47,6 +48,7 @@ type (
 	history     struct{}
 	deadlineOf  struct{}
 	monitorThis struct{ Ref actor.Ref }
+	blockCrash  struct{ V any }
 )
 
 func (p *probe) Init(_ *actor.Context, args any) error {
@@ -96,6 +98,10 @@ func (p *probe) HandleCast(_ *actor.Context, msg any) error {
 	case blockNow:
 		<-p.block
 		return nil
+	case blockCrash:
+		close(p.entered)
+		<-p.block
+		panic(m.V)
 	}
 	p.got = append(p.got, msg)
 	return nil
@@ -293,6 +299,36 @@ func TestPanicCrashesOnlyThatActor(t *testing.T) {
 	}
 	if v, err := sys.Call(context.Background(), other, echo{"ok"}); err != nil || v != "ok" {
 		t.Fatalf("other actor: %v, %v", v, err)
+	}
+}
+
+// A panic is the exit reason even when a stop was asked for while the
+// callback ran; Terminate and the monitors see it.
+func TestPanicReasonWinsOverPendingStop(t *testing.T) {
+	sys := newSystem(t)
+	p := &probe{terminated: make(chan error, 1), block: make(chan struct{}), entered: make(chan struct{})}
+	ref := spawn(t, sys, p, actor.Options{})
+	_, downs := sys.Monitor(ref)
+	if err := sys.Cast(context.Background(), ref, blockCrash{"late"}); err != nil {
+		t.Fatal(err)
+	}
+	<-p.entered
+	stopped := make(chan error, 1)
+	go func() { stopped <- sys.Stop(context.Background(), ref, errors.New("asked to stop")) }()
+	time.Sleep(20 * time.Millisecond) // let Stop ask before the callback panics
+	close(p.block)
+	var pe *actor.PanicError
+	if d := <-downs; !errors.As(d.Reason, &pe) || pe.Value != "late" {
+		t.Fatalf("down reason = %v, want the panic", d.Reason)
+	}
+	if r := <-p.terminated; !errors.As(r, &pe) {
+		t.Fatalf("terminate reason = %v, want the panic", r)
+	}
+	if !strings.Contains(pe.Stack(), "probe).HandleCast") {
+		t.Fatalf("panic stack does not show the handler:\n%s", pe.Stack())
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("stop = %v", err)
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 type Context struct {
 	p        *process
 	reply    ReplyTo
-	deadline time.Time
+	deadline int64 // unix nanoseconds; 0 for none
 	deferred bool
 	stop     error
 	life     context.Context
@@ -32,7 +32,12 @@ func (c *Context) Logger() *zap.Logger { return c.p.sys.log.With(zap.Stringer("a
 
 // Deadline returns the deadline of the call being handled, if its caller's
 // context had one. It is false for casts, sends and calls without deadline.
-func (c *Context) Deadline() (time.Time, bool) { return c.deadline, !c.deadline.IsZero() }
+func (c *Context) Deadline() (time.Time, bool) {
+	if c.deadline == 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, c.deadline), true
+}
 
 // Context returns a context.Context canceled when the actor exits, for
 // handlers that do blocking work (such as etcd requests) on the actor's

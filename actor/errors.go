@@ -114,13 +114,20 @@ func (e *ExitError) Unwrap() error { return e.Reason }
 // carries the panic value and the stack of the panicking goroutine.
 type PanicError struct {
 	Value any
-	pcs   []uintptr
+	n     int
+	pcs   [maxPanicFrames]uintptr // raw program counters; formatted only by Stack
 }
 
+// maxPanicFrames bounds the frames kept of a panic's stack.
+const maxPanicFrames = 32
+
+// newPanicError captures the panicking goroutine's stack; it must be called
+// from the function deferred by the frame that recovered. The frames go
+// straight into the error, one allocation in all.
 func newPanicError(v any) *PanicError {
-	pcs := make([]uintptr, 32)
-	n := runtime.Callers(3, pcs)
-	return &PanicError{Value: v, pcs: pcs[:n]}
+	e := &PanicError{Value: v}
+	e.n = runtime.Callers(3, e.pcs[:])
+	return e
 }
 
 func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
@@ -134,7 +141,7 @@ func (e *PanicError) Unwrap() error {
 // Stack formats the stack at the panic, one frame per line.
 func (e *PanicError) Stack() string {
 	var b strings.Builder
-	frames := runtime.CallersFrames(e.pcs)
+	frames := runtime.CallersFrames(e.pcs[:e.n])
 	for {
 		f, more := frames.Next()
 		fmt.Fprintf(&b, "%s\n\t%s:%d\n", f.Function, f.File, f.Line)

@@ -33,28 +33,34 @@ const (
 	flagKill                   // abandoned: handle nothing more, do not terminate
 )
 
+// process is one actor. Its fields are grouped by who writes them, so
+// that the senders' lock and queue, written for every message, share no
+// cache line with the fields the actor's goroutine reads for every message
+// (flags, limit, the behaviour) or writes (ctx): the groups are more than
+// a cache line apart.
 type process struct {
-	sys   *System
-	ref   Ref
-	actor Actor
-	cast  CastHandler
-	info  InfoHandler
-	term  Terminator
-
-	state atomic.Int32
-	flags atomic.Int32
-
-	mu       sync.Mutex
-	q        queue // guarded by mu
-	dead     bool  // guarded by mu
-	waiters  chan struct{}
-	monitors []monitorEntry // guarded by mu; in the order they were set
-	handoff  *process       // owned by the running goroutine
-	names    []string       // guarded by sys.names.mu
-
-	count    atomic.Int64 // messages queued and not yet handled; bounded mailboxes only
+	// Set at spawn and read for every message, or rarely written.
+	state    atomic.Int32
+	flags    atomic.Int32
 	limit    int64
+	cast     CastHandler
+	info     InfoHandler
+	actor    Actor
+	term     Terminator
+	sys      *System
+	ref      Ref
 	failFast bool
+
+	// Written by senders for every message.
+	mu      sync.Mutex
+	dead    bool  // guarded by mu
+	q       queue // guarded by mu
+	waiters chan struct{}
+
+	monitors []monitorEntry // guarded by mu; in the order they were set
+	names    []string       // guarded by sys.names.mu
+	handoff  *process       // owned by the running goroutine
+	count    atomic.Int64   // messages queued and not yet handled; bounded mailboxes only
 	shutdown time.Duration
 
 	stopReason error // set before flagStop; read by the run loop
@@ -62,6 +68,7 @@ type process struct {
 	exited     atomic.Bool
 	done       chan struct{}
 
+	// Written by the actor's goroutine for every message.
 	ctx Context
 }
 
@@ -221,26 +228,23 @@ func (p *process) handle(env *envelope) {
 	c.stop = nil
 	defer func() {
 		if r := recover(); r != nil {
-			p.terminate(newPanicError(r))
+			p.crashed(newPanicError(r))
 		}
 	}()
 	switch env.kind() {
 	case kindCall:
 		reply := env.replyTo()
-		c.reply, c.deadline, c.deferred = reply, time.Time{}, false
-		if env.deadline != 0 {
-			c.deadline = time.Unix(0, env.deadline)
-		}
-		if !c.deadline.IsZero() && time.Now().After(c.deadline) {
+		c.reply, c.deadline, c.deferred = reply, env.deadline, false
+		if c.deadline != 0 && time.Now().UnixNano() > c.deadline {
 			reply.Reply(nil, fmt.Errorf("actor %v: call expired before it was handled: %w", p.ref, context.DeadlineExceeded))
-			c.reply, c.deadline = ReplyTo{}, time.Time{}
+			c.reply, c.deadline = ReplyTo{}, 0
 			return
 		}
 		val, err := p.actor.HandleCall(c, env.msg)
 		if !c.deferred {
 			reply.Reply(val, err)
 		}
-		c.reply, c.deadline = ReplyTo{}, time.Time{}
+		c.reply, c.deadline = ReplyTo{}, 0
 	case kindExec:
 		reply := env.replyTo()
 		val, err := env.msg.(ExecFunc)(p.actor, c)
@@ -262,6 +266,21 @@ func (p *process) handle(env *envelope) {
 	if c.stop != nil {
 		p.requestStop(c.stop)
 	}
+}
+
+// crashed makes a panic in a callback the exit reason, whatever stop was
+// requested before. The run loop terminates the actor once handle has
+// returned: Terminate, the exit and the watcher the exit hands this
+// goroutine (often a supervisor restarting the actor) then run without the
+// panicking frames beneath them, so that when the goroutine's stack must
+// grow, as it usually must on that path, there are fewer frames to copy.
+func (p *process) crashed(reason *PanicError) {
+	c := &p.ctx
+	c.reply, c.deadline = ReplyTo{}, 0
+	p.mu.Lock()
+	p.stopReason = reason
+	p.flags.Or(flagStop)
+	p.mu.Unlock()
 }
 
 // requestStop asks the run loop to terminate with reason after the current

@@ -32,7 +32,7 @@ type System struct {
 	log         *zap.Logger
 
 	ids     atomic.Uint64
-	procs   sync.Map // uint64 -> *process
+	procs   procTable
 	live    atomic.Int64
 	stopped atomic.Bool
 
@@ -151,7 +151,7 @@ func (s *System) Spawn(ctx context.Context, a Actor, opts Options) (Ref, error) 
 	p.term, _ = a.(Terminator)
 	p.ctx.p = p
 	p.state.Store(stateRunning) // messages queue without scheduling until Init is done
-	if _, taken := s.procs.LoadOrStore(p.ref.ID, p); taken {
+	if !s.procs.insert(p) {
 		return Ref{}, fmt.Errorf("%w: Ref %v is in use", ErrInvalidOption, ref)
 	}
 	s.live.Add(1)
@@ -195,7 +195,7 @@ func (s *System) init(in Initializer, p *process, args any) (err error) {
 }
 
 func (s *System) remove(p *process) {
-	if _, ok := s.procs.LoadAndDelete(p.ref.ID); ok {
+	if s.procs.remove(p) {
 		s.live.Add(-1)
 	}
 	s.names.Lock()
@@ -219,17 +219,20 @@ func (s *System) local(r Ref) (*process, error) {
 		}
 		return nil, fmt.Errorf("%w: %v (this node is %s)", ErrRemoteNode, r, s.node)
 	}
-	v, ok := s.procs.Load(r.ID)
-	if !ok {
+	p := s.procs.load(r.ID)
+	if p == nil {
 		return nil, fmt.Errorf("%w: %v", ErrNotFound, r)
 	}
-	return v.(*process), nil
+	return p, nil
 }
 
 // resolve finds the process for a target, resolving names through the
 // local table and then the resolvers. For an actor on another node with a
 // Remote set, it returns a nil process and the actor's Ref.
 func (s *System) resolve(ctx context.Context, t Target) (*process, Ref, error) {
+	if p := s.fastLocal(t); p != nil {
+		return p, p.ref, nil
+	}
 	if s.stopped.Load() {
 		return nil, Ref{}, ErrSystemStopped
 	}
@@ -263,6 +266,17 @@ func (s *System) resolve(ctx context.Context, t Target) (*process, Ref, error) {
 	default:
 		return nil, Ref{}, fmt.Errorf("%w: a target is an actor.Ref or an actor.Name", ErrInvalidRef)
 	}
+}
+
+// fastLocal returns the process when t is the Ref of a live local actor,
+// and nil when resolve must look further: this is every message sent by
+// Ref to an actor of this system, so it checks only what that needs.
+func (s *System) fastLocal(t Target) *process {
+	r, ok := t.(Ref)
+	if !ok || r.Node != s.node || r.Incarnation != s.incarnation || s.stopped.Load() {
+		return nil
+	}
+	return s.procs.load(r.ID)
 }
 
 // route finds the local process for r, or reports r as remote when a
@@ -304,6 +318,9 @@ func (s *System) AddResolver(r Resolver) {
 // and with the context's error when ctx ends first. The caller's deadline is
 // visible to the callee through Context.Deadline.
 func (s *System) Call(ctx context.Context, to Target, msg any) (any, error) {
+	if p := s.fastLocal(to); p != nil {
+		return s.callLocal(ctx, p, envelope{msg: msg, tag: uint64(kindCall)})
+	}
 	p, ref, err := s.resolve(ctx, to)
 	if err != nil {
 		return nil, err
@@ -377,6 +394,9 @@ func (s *System) Exec(ctx context.Context, to Target, fn ExecFunc) (any, error) 
 // implement CastHandler; for a full bounded mailbox it blocks until ctx ends
 // or fails with ErrMailboxFull, as the mailbox's policy says.
 func (s *System) Cast(ctx context.Context, to Target, msg any) error {
+	if p := s.fastLocal(to); p != nil && p.cast != nil {
+		return p.push(ctx, envelope{msg: msg, tag: uint64(kindCast)}, false)
+	}
 	p, ref, err := s.resolve(ctx, to)
 	if err != nil {
 		return err
@@ -503,15 +523,13 @@ func (s *System) Count() int { return int(s.live.Load()) }
 func (s *System) Shutdown(ctx context.Context) error {
 	s.stopped.Store(true)
 	var wg sync.WaitGroup
-	s.procs.Range(func(_, v any) bool {
-		p := v.(*process)
+	for _, p := range s.procs.all() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			_ = p.stop(ctx, Shutdown, p.shutdown)
 		}()
-		return true
-	})
+	}
 	wg.Wait()
 	return nil
 }
