@@ -51,6 +51,21 @@ func (t EventType) String() string {
 	return fmt.Sprintf("event(%d)", uint8(t))
 }
 
+// logMessages holds each event type's log message, built once.
+var logMessages = func() (m [IntensityExceeded + 1]string) {
+	for t := range m {
+		m[t] = "supervisor " + EventType(t).String()
+	}
+	return m
+}()
+
+func (t EventType) logMessage() string {
+	if int(t) < len(logMessages) {
+		return logMessages[t]
+	}
+	return "supervisor " + t.String()
+}
+
 // Event is a supervisor lifecycle event.
 type Event struct {
 	Type       EventType

@@ -34,7 +34,7 @@ type sup struct {
 	self     actor.Ref
 	ctx      context.Context
 	children []*child
-	restarts []time.Time
+	restarts []int64 // monotonic readings of clock(), oldest first
 	dynIDs   uint64
 }
 
@@ -103,10 +103,12 @@ func (s *sup) Terminate(_ *actor.Context, _ error) {
 	s.stopChildren(s.children)
 }
 
+// emit logs an event and hands it to the listener. It builds nothing the
+// logger or the listener does not take: a restart emits three events.
 func (s *sup) emit(t EventType, c *child, ref actor.Ref, reason error) {
-	e := Event{Type: t, Supervisor: s.self, Name: s.name, Ref: ref, Reason: reason, Time: time.Now()}
+	var id string
 	if c != nil {
-		e.ChildID = c.spec.ID
+		id = c.spec.ID
 	}
 	level := zap.InfoLevel
 	switch t {
@@ -117,12 +119,12 @@ func (s *sup) emit(t EventType, c *child, ref actor.Ref, reason error) {
 			level = zap.WarnLevel
 		}
 	}
-	if ce := s.log.Check(level, "supervisor "+t.String()); ce != nil {
-		ce.Write(zap.Stringer("supervisor", s.self), zap.String("child", e.ChildID),
+	if ce := s.log.Check(level, t.logMessage()); ce != nil {
+		ce.Write(zap.Stringer("supervisor", s.self), zap.String("child", id),
 			zap.Stringer("ref", ref), zap.Error(reason))
 	}
 	if s.listener != nil {
-		s.listener(e)
+		s.listener(Event{Type: t, Supervisor: s.self, Name: s.name, ChildID: id, Ref: ref, Reason: reason, Time: time.Now()})
 	}
 }
 
@@ -261,10 +263,10 @@ func (s *sup) restart(ctx *actor.Context, c *child, reason error) {
 // the period are still within MaxRestarts. Only the last MaxRestarts+1
 // times are kept, oldest first.
 func (s *sup) allowRestart() bool {
-	now := time.Now()
-	cut := now.Add(-s.intensity.Period)
+	now := clock()
+	cut := now - int64(s.intensity.Period)
 	drop := 0
-	for drop < len(s.restarts) && !s.restarts[drop].After(cut) {
+	for drop < len(s.restarts) && s.restarts[drop] <= cut {
 		drop++
 	}
 	if over := len(s.restarts) - drop + 1 - (s.intensity.MaxRestarts + 1); over > 0 {
@@ -273,6 +275,13 @@ func (s *sup) allowRestart() bool {
 	s.restarts = append(s.restarts[drop:], now)
 	return len(s.restarts) <= s.intensity.MaxRestarts
 }
+
+// epoch anchors clock.
+var epoch = time.Now()
+
+// clock reads the monotonic clock in nanoseconds since epoch: restart times
+// kept as plain integers hold no pointer for the garbage collector to scan.
+func clock() int64 { return int64(time.Since(epoch)) }
 
 func (s *sup) label() string {
 	if s.name != "" {

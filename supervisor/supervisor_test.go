@@ -12,6 +12,8 @@ import (
 
 	"github.com/cohort-go/cohort/actor"
 	"github.com/cohort-go/cohort/supervisor"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // journal records what workers do, in order, across goroutines.
@@ -470,14 +472,16 @@ func TestEventsAndLogger(t *testing.T) {
 	sys := newSystem(t)
 	j := newJournal()
 	var mu sync.Mutex
-	var got []supervisor.EventType
+	var got []supervisor.Event
+	core, logs := observer.New(zap.DebugLevel)
 	s, err := supervisor.Start(context.Background(), sys, supervisor.Spec{
 		Children: []supervisor.Child{workerChild(j, "w", supervisor.Permanent)},
 		Listener: func(e supervisor.Event) {
 			mu.Lock()
-			got = append(got, e.Type)
+			got = append(got, e)
 			mu.Unlock()
 		},
+		Logger: zap.New(core),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -489,8 +493,59 @@ func TestEventsAndLogger(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	want := []supervisor.EventType{supervisor.ChildStarted, supervisor.ChildExited, supervisor.ChildStarted, supervisor.ChildRestarted, supervisor.ChildStopped}
-	if !slices.Equal(got, want) {
-		t.Fatalf("events %v, want %v", got, want)
+	types := make([]supervisor.EventType, len(got))
+	for i, e := range got {
+		types[i] = e.Type
+		if e.ChildID != "w" || e.Supervisor != s.Ref() || e.Time.IsZero() {
+			t.Errorf("event %d = %+v: want child w, supervisor %v and a time", i, e, s.Ref())
+		}
+	}
+	if !slices.Equal(types, want) {
+		t.Fatalf("events %v, want %v", types, want)
+	}
+	if !errors.Is(got[1].Reason, errCrash) {
+		t.Errorf("child_exited reason = %v, want %v", got[1].Reason, errCrash)
+	}
+	entries := logs.AllUntimed()
+	if len(entries) != len(want) {
+		t.Fatalf("%d log entries, want %d: %v", len(entries), len(want), entries)
+	}
+	for i, e := range entries {
+		if msg := "supervisor " + want[i].String(); e.Message != msg {
+			t.Errorf("log entry %d = %q, want %q", i, e.Message, msg)
+		}
+		if f := e.ContextMap(); f["child"] != "w" || f["ref"] != got[i].Ref.String() {
+			t.Errorf("log entry %d fields = %v, want child w and ref %v", i, f, got[i].Ref)
+		}
+	}
+	if entries[1].Level != zap.WarnLevel || entries[0].Level != zap.InfoLevel {
+		t.Errorf("levels: child_started %v, child_exited %v; want info, warn", entries[0].Level, entries[1].Level)
+	}
+}
+
+// Restarts older than the intensity period no longer count.
+func TestIntensityForgetsRestartsOutsidePeriod(t *testing.T) {
+	sys := newSystem(t)
+	j := newJournal()
+	s, err := supervisor.Start(context.Background(), sys, supervisor.Spec{
+		Intensity: supervisor.Intensity{MaxRestarts: 1, Period: 100 * time.Millisecond},
+		Children:  []supervisor.Child{workerChild(j, "w", supervisor.Permanent)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, down := sys.Monitor(s.Ref())
+	for range 3 {
+		crashChild(t, sys, s, "w", errCrash)
+		time.Sleep(150 * time.Millisecond)
+	}
+	select {
+	case d := <-down:
+		t.Fatalf("supervisor exited with %v after restarts a period apart", d.Reason)
+	default:
+	}
+	if ref := childRef(t, s, "w"); ref.IsZero() {
+		t.Fatal("child not running")
 	}
 }
 
