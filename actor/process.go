@@ -94,23 +94,10 @@ func (p *process) enqueue(ctx context.Context, env envelope, force bool) (claime
 			return false, fmt.Errorf("%w: %v has exited", ErrNotFound, p.ref)
 		}
 		if p.limit > 0 && !force && p.count.Load() >= p.limit {
-			if p.failFast {
-				p.mu.Unlock()
-				return false, fmt.Errorf("%w: %v holds %d messages", ErrMailboxFull, p.ref, p.limit)
+			if err := p.waitRoom(ctx); err != nil {
+				return false, err
 			}
-			if p.waiters == nil {
-				p.waiters = make(chan struct{})
-			}
-			w := p.waiters
-			p.mu.Unlock()
-			select {
-			case <-w:
-				continue
-			case <-p.done:
-				return false, fmt.Errorf("%w: %v has exited", ErrNotFound, p.ref)
-			case <-ctx.Done():
-				return false, fmt.Errorf("actor %v: mailbox full: %w", p.ref, ctx.Err())
-			}
+			continue
 		}
 		if p.limit > 0 {
 			p.count.Add(1)
@@ -118,6 +105,28 @@ func (p *process) enqueue(ctx context.Context, env envelope, force bool) (claime
 		p.q.push(env)
 		p.mu.Unlock()
 		return p.claim(), nil
+	}
+}
+
+// waitRoom is called with p.mu held and a full mailbox; it releases the
+// lock and returns once there may be room, or an error.
+func (p *process) waitRoom(ctx context.Context) error {
+	if p.failFast {
+		p.mu.Unlock()
+		return fmt.Errorf("%w: %v holds %d messages", ErrMailboxFull, p.ref, p.limit)
+	}
+	if p.waiters == nil {
+		p.waiters = make(chan struct{})
+	}
+	w := p.waiters
+	p.mu.Unlock()
+	select {
+	case <-w:
+		return nil
+	case <-p.done:
+		return fmt.Errorf("%w: %v has exited", ErrNotFound, p.ref)
+	case <-ctx.Done():
+		return fmt.Errorf("actor %v: mailbox full: %w", p.ref, ctx.Err())
 	}
 }
 
@@ -132,19 +141,43 @@ func (p *process) claim() bool {
 	return p.state.Load() == stateIdle && p.state.CompareAndSwap(stateIdle, stateRunning)
 }
 
-// run drains the mailbox: it takes the whole queue under the lock once per
-// batch, so producers and the consumer meet on the lock once per batch
-// rather than once per message.
+// run drains p and then, on the same goroutine, each watcher that an exit
+// hands it (see exitOwn).
+//
+// A goroutine starts with a small stack, and a watcher's callbacks (a
+// supervisor starting a replacement child, say) often need more. Growing a
+// stack copies it and walks every frame on it, so run grows it here, between
+// two drains, where the frames are few and small, rather than wherever the
+// watcher's code happens to overflow it. The exit path itself (finish,
+// terminate, exitInline, notify, enqueue) keeps its frames small so that,
+// with a Terminate of modest depth, it fits in a new goroutine's stack.
 func (p *process) run() {
+	for p = p.drain(); p != nil; p = p.drain() {
+		growStack()
+	}
+}
+
+// growStack needs its 1800-byte frame plus the runtime's guard free on the
+// stack, so on a goroutine that still has the small stack it started with,
+// calling it makes the runtime grow the stack, once.
+//
+//go:noinline
+func growStack() {
+	var b [1800]byte
+	touch(b[:])
+}
+
+//go:noinline
+func touch(b []byte) { b[0] = 1 }
+
+// drain handles the mailbox until it is empty, or until p exits; then it
+// returns a watcher the exit woke, for the caller to run next. It takes the
+// whole queue under the lock once per batch, so producers and the consumer
+// meet on the lock once per batch rather than once per message.
+func (p *process) drain() (next *process) {
 	for {
 		if p.flags.Load() != 0 {
-			if next := p.finish(); next != nil {
-				// This goroutine is done with p; rather than start a new one
-				// for the watcher p's exit woke, run it here.
-				p = next
-				continue
-			}
-			return
+			return p.finish()
 		}
 		p.mu.Lock()
 		batch := p.q.take()
@@ -160,7 +193,7 @@ func (p *process) run() {
 			if (more || p.flags.Load() != 0) && p.state.CompareAndSwap(stateIdle, stateRunning) {
 				continue
 			}
-			return
+			return nil
 		}
 		for seg := batch; seg != nil; {
 			for i := 0; i < seg.n; i++ {
@@ -270,10 +303,8 @@ func (p *process) handle(env *envelope) {
 
 // crashed makes a panic in a callback the exit reason, whatever stop was
 // requested before. The run loop terminates the actor once handle has
-// returned: Terminate, the exit and the watcher the exit hands this
-// goroutine (often a supervisor restarting the actor) then run without the
-// panicking frames beneath them, so that when the goroutine's stack must
-// grow, as it usually must on that path, there are fewer frames to copy.
+// returned, so that Terminate and the exit run without the panicking frames
+// beneath them: on the short stack a goroutine starts with, they then fit.
 func (p *process) crashed(reason *PanicError) {
 	c := &p.ctx
 	c.reply, c.deadline = ReplyTo{}, 0
@@ -351,11 +382,20 @@ func (p *process) exitInline(reason error, own bool) (handoff *process) {
 		cancel()
 	}
 	if dropped > 0 {
-		p.sys.log.Debug("actor exited with messages in its mailbox",
-			zap.Stringer("actor", p.ref), zap.Int("messages", dropped), zap.Error(reason))
+		p.logDropped(dropped, reason)
 	}
-	// Monitors fire in the order they were set, so a watcher that set its
-	// monitor earlier is told earlier.
+	return p.notify(mons, reason, own)
+}
+
+func (p *process) logDropped(n int, reason error) {
+	p.sys.log.Debug("actor exited with messages in its mailbox",
+		zap.Stringer("actor", p.ref), zap.Int("messages", n), zap.Error(reason))
+}
+
+// notify sends Down to the monitors, in the order they were set, so a
+// watcher that set its monitor earlier is told earlier. With own, the first
+// watcher it wakes is returned for the caller's goroutine to run.
+func (p *process) notify(mons []monitorEntry, reason error, own bool) (handoff *process) {
 	for _, e := range mons {
 		d := Down{Monitor: MonitorRef{id: e.id, target: p.ref}, Ref: p.ref, Reason: reason}
 		w := e.w
