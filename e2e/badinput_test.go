@@ -4,15 +4,9 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"slices"
 	"strings"
@@ -22,6 +16,7 @@ import (
 	"github.com/cohort-go/cohort"
 	"github.com/cohort-go/cohort/actor"
 	"github.com/cohort-go/cohort/internal/etcdtest"
+	"github.com/cohort-go/cohort/internal/testcert"
 	"github.com/cohort-go/cohort/lease"
 	"github.com/cohort-go/cohort/ring"
 	"github.com/cohort-go/cohort/supervisor"
@@ -187,7 +182,7 @@ func startErr(cfg cohort.Config) error {
 // same thing one level down, the case names it.
 func TestBadInput(t *testing.T) {
 	f := newBadFixture(t)
-	good, other := newCA(t, "cluster"), newCA(t, "intruder")
+	good, other := testcert.NewCA(t, "cluster"), testcert.NewCA(t, "intruder")
 	cases := []struct {
 		name    string
 		covered string // the lower-level test of the same check
@@ -256,7 +251,7 @@ func TestBadInput(t *testing.T) {
 		{name: "transport CA without a certificate", covered: "cohort.TestRemoteMutualTLS",
 			run: func(context.Context) error {
 				c := f.config("x")
-				c.Transport.CA = good.pool
+				c.Transport.CA = good.Pool
 				return startErr(c)
 			},
 			want: cohort.ErrInvalidConfig},
@@ -277,11 +272,11 @@ func TestBadInput(t *testing.T) {
 			want: cohort.ErrNodeDown, text: "not a member"},
 		{name: "TLS peer with an untrusted certificate", covered: "transport.TestMutualTLSRefusesUntrustedPeer, cohort.TestRemoteMutualTLS",
 			run: func(ctx context.Context) error {
-				tlsCfg := func(ca *testCA, id string) cohort.Config {
+				tlsCfg := func(ca *testcert.CA, id string) cohort.Config {
 					c := f.config(id)
 					c.Cluster = "tls"
-					crt := ca.issue(t, id)
-					c.Transport.CA, c.Transport.Certificate = good.pool, &crt
+					crt := ca.Issue(t, id)
+					c.Transport.CA, c.Transport.Certificate = good.Pool, &crt
 					return c
 				}
 				t1, t2, in := f.start(tlsCfg(good, "t1")), f.start(tlsCfg(good, "t2")), f.start(tlsCfg(other, "intruder"))
@@ -547,53 +542,4 @@ func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// testCA issues certificates for the mutual TLS case.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
-
-func newCA(t testing.TB, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool}
-}
-
-// issue signs a certificate for name, valid for 127.0.0.1, as server and
-// client.
-func (ca *testCA) issue(t testing.TB, name string) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
