@@ -346,9 +346,6 @@ func settled(ctx context.Context, cli *clientv3.Client, sup *supervisor.Distribu
 // restartReport is what checkRestartTypes saw besides violations.
 type restartReport struct {
 	handoffs int // planned moves of counters checked
-	// refenced are temporary children started again on their node after
-	// it fenced itself (see checkRestartTypes).
-	refenced []string
 }
 
 // sameProcess reports whether two refs are of one actor system, that is
@@ -365,13 +362,9 @@ func sameProcess(a, b string) bool {
 // from exactly the value its previous instance handed off, which is no
 // less than any value that instance answered, so its value never goes
 // backwards across a graceful move.
-//
-// One case of a temporary child running again is reported apart, not as
-// a violation: its instance was stopped because its node fenced itself
-// (lease epoch lost while etcd kept the node's member key, as when etcd
-// is unreachable for longer than TTL − margin but less than the TTL), and
-// the node started it again when it re-joined. docs/guarantees.md states
-// it under "Not promised".
+// That includes a temporary child stopped because its node fenced itself
+// (lease epoch lost while etcd kept the node's member key): the node
+// must not start it again when it re-joins.
 func checkRestartTypes(s snapshot, exp expectation) (out []violation, rep restartReport) {
 	for id := range exp.temporary {
 		incs := slices.Clone(s.byID[id])
@@ -379,8 +372,6 @@ func checkRestartTypes(s snapshot, exp expectation) (out []violation, rep restar
 		for j := 1; j < len(incs); j++ {
 			a, b := incs[j-1], incs[j]
 			switch {
-			case a.why == "fenced" && a.node == b.node:
-				rep.refenced = append(rep.refenced, fmt.Sprintf("%s on %s: %s fenced at %d, %s started at %d", id, a.node, a.ref, a.end, b.ref, b.start))
 			case a.end == 0 && sameProcess(a.ref, b.ref):
 				// The end of a is not reported yet; look again at the
 				// next check.

@@ -44,9 +44,10 @@ type Distributed struct {
 	ringAt    time.Time // last membership change
 	draining  bool
 	releases  releaseQueue
-	unhold    func()           // releases the epoch held by watchEpochs
-	filters   sync.Map         // kind → ring.Filter
-	fencedTo  clientv3.LeaseID // the epoch the last pass fenced for
+	unhold    func()              // releases the epoch held by watchEpochs
+	ranOnce   map[string]struct{} // temporary children started here, while their spec exists
+	filters   sync.Map            // kind → ring.Filter
+	fencedTo  clientv3.LeaseID    // the epoch the last pass fenced for
 
 	kick   chan struct{}
 	ctx    context.Context
@@ -110,7 +111,7 @@ func StartDistributed(ctx context.Context, c Cluster, name string, o Distributed
 	}
 	d := &Distributed{name: name, c: c, o: o, k: keys{root: c.Prefix + "/sup/" + name + "/"},
 		log: log.With(zap.String("dsup", name)), local: make(map[string]*localChild),
-		dirty: make(map[string]struct{}), deferred: make(map[string]struct{}), full: true, kick: make(chan struct{}, 1)}
+		dirty: make(map[string]struct{}), deferred: make(map[string]struct{}), ranOnce: make(map[string]struct{}), full: true, kick: make(chan struct{}, 1)}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	// The mirror lives as long as the supervisor; ctx bounds only its
 	// first read.
@@ -446,6 +447,9 @@ func (d *Distributed) reconcile() {
 		}
 		own, ownLease, hasOwner := d.ownerOf(id)
 		if !hasSpec {
+			d.mu.Lock()
+			delete(d.ranOnce, id)
+			d.mu.Unlock()
 			if lc != nil {
 				d.stopLocal(id, lc, actor.Shutdown)
 				d.release(ep, id, nil)
@@ -485,7 +489,15 @@ func (d *Distributed) reconcile() {
 		if !ok || want != d.c.NodeID {
 			continue
 		}
+		d.mu.Lock()
+		_, ran := d.ranOnce[id]
+		d.mu.Unlock()
 		switch {
+		case !hasOwner && spec.Restart == Temporary && ran:
+			// A temporary child runs once: this node started it, and it
+			// stopped without its exit deleting the spec (the node fenced
+			// itself). Its spec goes instead of a second start.
+			d.deleteSpec(id)
 		case !hasOwner:
 			claims = append(claims, id)
 		case own.Node == d.c.NodeID && ownLease != ep.ID():
@@ -619,6 +631,9 @@ func (d *Distributed) start(ep *lease.Epoch, spec ChildSpec, ref actor.Ref, hand
 		return // the owner key goes with the lease
 	}
 	d.local[spec.ID] = lc
+	if spec.Restart == Temporary {
+		d.ranOnce[spec.ID] = struct{}{}
+	}
 	d.mu.Unlock()
 	f, ok := d.c.Kind(spec.Kind)
 	var err error
