@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -49,6 +50,7 @@ type (
 	deadlineOf  struct{}
 	monitorThis struct{ Ref actor.Ref }
 	blockCrash  struct{ V any }
+	record      struct{ V any }
 )
 
 func (p *probe) Init(_ *actor.Context, args any) error {
@@ -84,6 +86,9 @@ func (p *probe) HandleCall(ctx *actor.Context, msg any) (any, error) {
 		return d, nil
 	case monitorThis:
 		return ctx.Monitor(m.Ref), nil
+	case record:
+		p.got = append(p.got, m.V)
+		return nil, nil
 	case blockNow:
 		<-p.block
 		return nil, nil
@@ -344,6 +349,50 @@ func TestDeadlineTravelsWithCall(t *testing.T) {
 	}
 	if _, err := sys.Call(context.Background(), ref, deadlineOf{}); err == nil {
 		t.Fatal("callee saw a deadline for a call without one")
+	}
+	async := make(chan any, 1)
+	if err := sys.CallAsync(ctx, ref, deadlineOf{}, func(v any, _ error) { async <- v }); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := (<-async).(time.Time); !d.Equal(deadline) {
+		t.Fatalf("callee saw deadline %v through CallAsync, want %v", d, deadline)
+	}
+}
+
+// A call whose deadline passes while it waits in the mailbox is not
+// handled, even when its caller has gone and later calls have started.
+func TestExpiredCallIsNotHandled(t *testing.T) {
+	sys := newSystem(t)
+	p := &probe{block: make(chan struct{})}
+	ref := spawn(t, sys, p, actor.Options{})
+	if err := sys.Cast(context.Background(), ref, blockNow{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := sys.Call(ctx, ref, record{"expired"}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("call = %v, want DeadlineExceeded", err)
+	}
+	// Calls made after the caller gave up, queued behind its call.
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := sys.Call(context.Background(), ref, record{i}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(p.block)
+	wg.Wait()
+	got, err := actor.Call[[]any](context.Background(), sys, ref, history{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(got, any("expired")) || len(got) != 4 {
+		t.Fatalf("handled %v; want the four later calls and not the expired one", got)
 	}
 }
 

@@ -2,14 +2,13 @@ package actor
 
 import "sync"
 
-// envelope is one queued message, kept small: the message, and for calls
-// the reply slot with its generation and the caller's deadline; the kind
-// rides in the low bits of tag.
+// envelope is one queued message, kept to 32 bytes, two to a cache line:
+// the message, and for calls the reply slot (which holds the caller's
+// deadline) with its generation; the kind rides in the low bits of tag.
 type envelope struct {
-	msg      any
-	slot     *replySlot
-	tag      uint64 // gen<<kindBits | kind
-	deadline int64  // unix nanoseconds; 0 for none
+	msg  any
+	slot *replySlot
+	tag  uint64 // gen<<kindBits | kind
 }
 
 func (e *envelope) kind() kind { return kind(e.tag & kindMask) }

@@ -267,7 +267,7 @@ func (p *process) handle(env *envelope) {
 	switch env.kind() {
 	case kindCall:
 		reply := env.replyTo()
-		c.reply, c.deadline, c.deferred = reply, env.deadline, false
+		c.reply, c.deadline, c.deferred = reply, env.slot.deadline, false
 		if c.deadline != 0 && time.Now().UnixNano() > c.deadline {
 			reply.Reply(nil, fmt.Errorf("actor %v: call expired before it was handled: %w", p.ref, context.DeadlineExceeded))
 			c.reply, c.deadline = ReplyTo{}, 0

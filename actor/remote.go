@@ -71,7 +71,7 @@ func (s *System) CallAsync(ctx context.Context, to Target, msg any, reply func(v
 	})
 	env := envelope{msg: msg, slot: r.slot, tag: uint64(kindCall)}
 	if d, ok := ctx.Deadline(); ok {
-		env.deadline = d.UnixNano()
+		r.slot.deadline = d.UnixNano()
 	}
 	mon = s.monitor(p.ref, watcher{fn: func(d Down) {
 		r.Reply(nil, &ExitError{Ref: d.Ref, Reason: d.Reason})

@@ -19,6 +19,11 @@ type replySlot struct {
 	state atomic.Uint64
 	ch    chan result
 	fn    func(any, error) bool
+	// deadline is the call's deadline in unix nanoseconds, 0 for none;
+	// written before the call is queued. A slot goes back to the pool only
+	// once its call has been answered or was never queued, so the actor
+	// reading it for a queued call never sees a later call's.
+	deadline int64
 }
 
 var slots = sync.Pool{New: func() any { return &replySlot{ch: make(chan result, 1)} }}

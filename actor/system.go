@@ -340,14 +340,18 @@ func (s *System) callLocal(ctx context.Context, p *process, env envelope) (any, 
 	slot, gen := getSlot()
 	env.slot = slot
 	env.tag |= gen << kindBits
+	slot.deadline = 0
 	if d, ok := ctx.Deadline(); ok {
-		env.deadline = d.UnixNano()
+		slot.deadline = d.UnixNano()
 	}
 	if err := p.push(ctx, env, false); err != nil {
 		slot.abandon(gen)
 		slot.release(gen)
 		return nil, err
 	}
+	// A caller that gives up leaves the slot to the garbage collector rather
+	// than to the pool: its envelope may still be queued, and the actor
+	// reads the call's deadline from the slot.
 	select {
 	case r := <-slot.ch:
 		slot.release(gen)
@@ -358,7 +362,6 @@ func (s *System) callLocal(ctx context.Context, p *process, env envelope) (any, 
 			slot.release(gen)
 			return r.val, r.err
 		}
-		slot.release(gen)
 		return nil, p.exitErr()
 	case <-ctx.Done():
 		if slot.abandon(gen) {
@@ -366,7 +369,6 @@ func (s *System) callLocal(ctx context.Context, p *process, env envelope) (any, 
 			slot.release(gen)
 			return r.val, r.err
 		}
-		slot.release(gen)
 		return nil, fmt.Errorf("actor: call %v: %w", p.ref, ctx.Err())
 	}
 }
