@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -733,6 +734,24 @@ func TestDistributedFenceBeatsTakeover(t *testing.T) {
 	}
 	if ref.Node != "a" {
 		t.Fatalf("child on %s, want a", ref.Node)
+	}
+	// The owner key is written before a starts the child: wait for the
+	// start itself, or the pause could keep the claim's answer from a and
+	// the child would never run there.
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		ran := slices.ContainsFunc(events, func(s seen) bool {
+			return s.e.Type == supervisor.DistChildStarted && s.e.Node == "a" && s.e.ChildID == "s"
+		})
+		mu.Unlock()
+		if ran {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a did not start the child")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	proxy.Pause()
 	t.Cleanup(proxy.Resume)
