@@ -330,10 +330,10 @@ type decoded[T any] struct {
 func (d *Distributed) decodeKey(key string, value []byte) any {
 	switch {
 	case d.k.has(key, "specs/"):
-		v, ok := decode[ChildSpec](value)
+		v, ok := decodeSpec(value)
 		return decoded[ChildSpec]{v, ok}
 	case d.k.has(key, "owners/"):
-		v, ok := decode[owner](value)
+		v, ok := decodeOwner(value)
 		return decoded[owner]{v, ok}
 	case d.k.has(key, "status/"):
 		v, ok := decode[status](value)
@@ -577,7 +577,7 @@ func (d *Distributed) claimBatch(ep *lease.Epoch, part []string) {
 	ops := make([]clientv3.Op, 0, 2*len(part))
 	for i, id := range part {
 		refs[i] = d.c.System.ReserveRef()
-		val, _ := json.Marshal(owner{Node: d.c.NodeID, Ref: refs[i]})
+		val := encodeOwner(owner{Node: d.c.NodeID, Ref: refs[i]})
 		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(d.k.owner(id)), "=", 0))
 		// The handed-off state, if any, is taken by deleting it: the
 		// deletion returns it.
@@ -718,7 +718,7 @@ func (d *Distributed) childExited(ep *lease.Epoch, e childExit) {
 		recent = nil
 	}
 	ref := d.c.System.ReserveRef()
-	val, _ := json.Marshal(owner{Node: d.c.NodeID, Ref: ref})
+	val := encodeOwner(owner{Node: d.c.NodeID, Ref: ref})
 	ctx, cancel := context.WithTimeout(ep.Context(), 10*time.Second)
 	resp, err := d.c.Client.Txn(ctx).
 		If(clientv3.Compare(clientv3.LeaseValue(d.k.owner(id)), "=", ep.ID())).

@@ -2,7 +2,6 @@ package supervisor
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -108,7 +107,7 @@ func (d *Distributed) FindOrStart(ctx context.Context, spec ChildSpec) (actor.Re
 
 // putSpec stores the spec if absent; it reports whether it was created.
 func (d *Distributed) putSpec(ctx context.Context, spec ChildSpec) (bool, error) {
-	val, err := json.Marshal(spec)
+	val, err := encodeSpec(spec)
 	if err != nil {
 		return false, err
 	}
@@ -191,7 +190,7 @@ func (d *Distributed) putSpecs(ctx context.Context, specs []ChildSpec) error {
 	cmps := make([]clientv3.Cmp, 0, len(specs))
 	ops := make([]clientv3.Op, 0, len(specs))
 	for _, s := range specs {
-		val, err := json.Marshal(s)
+		val, err := encodeSpec(s)
 		if err != nil {
 			return err
 		}
@@ -335,7 +334,7 @@ func (d *Distributed) TerminateChild(ctx context.Context, id string) error {
 func (d *Distributed) TerminateChildRef(ctx context.Context, ref actor.Ref) error {
 	var id string
 	d.m.Range(d.k.root+"owners/", func(_ string, kv *mvccpb.KeyValue) {
-		if o, ok := decode[owner](kv.Value); ok && o.Ref == ref {
+		if o, ok := decodeOwner(kv.Value); ok && o.Ref == ref {
 			id, _ = d.k.idOf(string(kv.Key), "owners/")
 		}
 	})
@@ -363,11 +362,11 @@ func (d *Distributed) WhichChildren(ctx context.Context) ([]DistChildInfo, error
 	for _, kv := range resp.Kvs {
 		key := string(kv.Key)
 		if id, ok := d.k.idOf(key, "specs/"); ok {
-			s, _ := decode[ChildSpec](kv.Value)
+			s, _ := decodeSpec(kv.Value)
 			c := get(id)
 			c.Kind, c.Restart = s.Kind, s.Restart
 		} else if id, ok := d.k.idOf(key, "owners/"); ok {
-			owners[id], _ = decode[owner](kv.Value)
+			owners[id], _ = decodeOwner(kv.Value)
 		} else if id, ok := d.k.idOf(key, "status/"); ok {
 			st, _ := decode[status](kv.Value)
 			c := get(id)

@@ -23,6 +23,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -46,7 +47,8 @@ func startProfile(path string) (func(), error) {
 		f.Close()
 		return nil, err
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+	var once sync.Once
+	return func() { once.Do(func() { pprof.StopCPUProfile(); f.Close() }) }, nil
 }
 
 func run() int {
@@ -58,9 +60,10 @@ func run() int {
 	moveBatch := flag.Int("move-batch", 0, "DistributedOptions.MoveBatch (0: the default)")
 	stable := flag.Duration("stable-window", 0, "DistributedOptions.StableWindow (0: the default)")
 	floor := flag.Bool("etcd-floor", false, "measure only etcd's part of the start: the same spec writes and claims from plain etcd clients, with no cohort node")
+	startOnly := flag.Bool("start-only", false, "stop after the start phase (profiles then cover the start alone)")
 	profile := flag.String("cpuprofile", "", "directory where each node process writes <node>.cpu, and this process (etcd and the coordinator) coordinator.cpu")
 	flag.Parse()
-	cfg := demonode.BenchConfig{Children: *children, Writers: *writers, Cluster: demonode.ClusterConfig{
+	cfg := demonode.BenchConfig{Children: *children, Writers: *writers, StartOnly: *startOnly, Cluster: demonode.ClusterConfig{
 		Nodes: *nodes, LeaseTTL: *ttl, MoveBatch: *moveBatch, StableWindow: *stable, CPUProfileDir: *profile,
 	}}
 	if *endpoints != "" {
@@ -73,6 +76,9 @@ func run() int {
 			return 1
 		}
 		defer stopProfile()
+		if *startOnly {
+			cfg.AfterStart = stopProfile
+		}
 	}
 	if *floor {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -107,10 +113,13 @@ func run() int {
 		}
 		return "MISSED"
 	}
-	ratio := float64(res.Moved) / float64(res.Ideal)
 	fmt.Println()
 	fmt.Printf("| measure | figure | goal | |\n|---|---|---|---|\n")
 	fmt.Printf("| start %d children, until all run | %v | ≤ 5s | %s |\n", res.Children, res.Running.Round(time.Millisecond), goal(res.Running <= 5*time.Second))
+	if *startOnly {
+		return 0
+	}
+	ratio := float64(res.Moved) / float64(res.Ideal)
 	fmt.Printf("| join: children moved / ideal quarter | %d / %d = %.2f× | ≤ 1.2× | %s |\n", res.Moved, res.Ideal, ratio, goal(ratio <= 1.2))
 	fmt.Printf("| join: converged after the node was ready | %v | ≤ 5s | %s |\n", res.Converged.Round(time.Millisecond), goal(res.Converged <= 5*time.Second))
 	fmt.Printf("| kill -9: %d children running elsewhere | %v | ≤ TTL+5s = %v | %s |\n", res.Orphans, res.Recovered.Round(time.Millisecond),

@@ -6,13 +6,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/cohort-go/cohort/ring"
-	"github.com/cohort-go/cohort/supervisor"
 )
 
 // BenchConfig configures RunBench.
@@ -26,6 +24,12 @@ type BenchConfig struct {
 	Writers int
 	// Poll is how often progress is sampled. Default 20ms.
 	Poll time.Duration
+	// StartOnly stops after the start phase (no join, no kill), so that
+	// CPU profiles cover the start alone.
+	StartOnly bool
+	// AfterStart, if set, is called once every child runs, before any
+	// count is read (for instance to stop a profile of the start).
+	AfterStart func()
 }
 
 // BenchResult holds what RunBench measured.
@@ -86,6 +90,7 @@ func RunBench(ctx context.Context, w io.Writer, cfg BenchConfig) (res BenchResul
 		cfg.Cluster.LeaseTTL = 2 * time.Second
 	}
 	cfg.Cluster.Warnings = true
+	cfg.Cluster.ObserveLater = true
 	res.Children, res.Nodes, res.TTL = cfg.Children, cfg.Cluster.Nodes, cfg.Cluster.LeaseTTL
 	res.StableWindow = cfg.Cluster.StableWindow
 	if res.StableWindow <= 0 {
@@ -106,11 +111,9 @@ func RunBench(ctx context.Context, w io.Writer, cfg BenchConfig) (res BenchResul
 	c.progress = func(line string) { p("%s", line) }
 	p("%d node processes on etcd %v, lease TTL %v", cfg.Cluster.Nodes, c.Endpoints(), cfg.Cluster.LeaseTTL)
 
-	// Start.
-	specs := make([]supervisor.ChildSpec, cfg.Children)
-	for i := range specs {
-		specs[i] = supervisor.ChildSpec{ID: fmt.Sprintf("c%06d", i), Kind: Kind}
-	}
+	// Start: the first node starts every child through StartChildren, as
+	// an application would; the coordinator only watches the counts.
+	writer := c.Nodes()[0]
 	rev0, err := c.revision(ctx)
 	if err != nil {
 		return res, err
@@ -120,28 +123,28 @@ func RunBench(ctx context.Context, w io.Writer, cfg BenchConfig) (res BenchResul
 		return res, err
 	}
 	start := time.Now()
-	errs := make([]error, cfg.Writers)
-	var wg sync.WaitGroup
-	share := (len(specs) + cfg.Writers - 1) / cfg.Writers
-	for i := range cfg.Writers {
-		part := specs[min(i*share, len(specs)):min((i+1)*share, len(specs))]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, errs[i] = c.Sup.StartChildren(ctx, part)
-		}()
-	}
-	wg.Wait()
-	res.Stored = time.Since(start)
-	for _, err := range errs {
-		if err != nil {
-			return res, err
-		}
+	if err := c.StartCounters(ctx, writer, StartCounters{Prefix: "c", N: cfg.Children, Writers: cfg.Writers,
+		TimeoutSeconds: 600}); err != nil {
+		return res, err
 	}
 	if err := c.waitLocalTotal(ctx, cfg.Poll, cfg.Children); err != nil {
 		return res, err
 	}
 	res.Running = time.Since(start)
+	if cfg.AfterStart != nil {
+		cfg.AfterStart()
+	}
+	var st StartStatus
+	if err := c.poll(ctx, cfg.Poll, func() (done bool, err error) {
+		st, err = c.StartStatus(ctx, writer)
+		return st.Done, err
+	}, nil); err != nil {
+		return res, err
+	}
+	if st.Err != "" {
+		return res, fmt.Errorf("StartChildren on %s: %s", writer, st.Err)
+	}
+	res.Stored = st.Took
 	if res.StartCPU, err = c.cpuSince(ctx, cpu0); err != nil {
 		return res, err
 	}
@@ -150,6 +153,9 @@ func RunBench(ctx context.Context, w io.Writer, cfg BenchConfig) (res BenchResul
 		return res, err
 	}
 	res.StartRevisions = rev1 - rev0
+	if err := c.Observe(ctx); err != nil {
+		return res, err
+	}
 	n, err := c.Sup.CountChildren(ctx)
 	if err != nil {
 		return res, err
@@ -168,6 +174,9 @@ func RunBench(ctx context.Context, w io.Writer, cfg BenchConfig) (res BenchResul
 	p("        per node: %v; CPU: %v in etcd and coordinator, %v in node processes (%.0f µs per child in all)", before.PerNode,
 		res.StartCPU[0].Round(time.Millisecond), res.StartCPU[1].Round(time.Millisecond),
 		float64((res.StartCPU[0]+res.StartCPU[1]).Microseconds())/float64(cfg.Children))
+	if cfg.StartOnly {
+		return res, nil
+	}
 
 	// Join.
 	if cpu0, err = c.cpu(ctx); err != nil {

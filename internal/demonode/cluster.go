@@ -50,6 +50,10 @@ type ClusterConfig struct {
 	// Output, if set, receives the lines node processes print, besides
 	// "ready".
 	Output func(node, line string)
+	// ObserveLater leaves Sup nil until Observe: the coordinator then
+	// mirrors nothing of the supervisor (and costs the nodes and etcd
+	// nothing) until asked.
+	ObserveLater bool
 }
 
 // Cluster is a coordinator and its node processes. The coordinator is a
@@ -104,15 +108,50 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (_ *Cluster, err error
 			_ = c.Close(context.Background(), false)
 		}
 	}()
-	c.Sup, err = c.Coordinator.DistributedSupervisor(ctx, cfg.Supervisor, supervisor.DistributedOptions{
-		MoveBatch: cfg.MoveBatch, StableWindow: cfg.StableWindow})
-	if err != nil {
-		return nil, err
+	if !cfg.ObserveLater {
+		if err := c.Observe(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := c.AddNodes(ctx, cfg.Nodes); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// Observe starts the coordinator's view of the distributed supervisor,
+// Sup, unless it runs already.
+func (c *Cluster) Observe(ctx context.Context) error {
+	if c.Sup != nil {
+		return nil
+	}
+	sup, err := c.Coordinator.DistributedSupervisor(ctx, c.cfg.Supervisor, supervisor.DistributedOptions{
+		MoveBatch: c.cfg.MoveBatch, StableWindow: c.cfg.StableWindow})
+	if err != nil {
+		return err
+	}
+	c.Sup = sup
+	return nil
+}
+
+// StartCounters has node id start counters as m says, without waiting
+// for them; StartStatus tells when it is done.
+func (c *Cluster) StartCounters(ctx context.Context, id string, m StartCounters) error {
+	_, err := c.Coordinator.CallName(ctx, id, ControlName, m)
+	return err
+}
+
+// StartStatus asks node id how its last StartCounters went.
+func (c *Cluster) StartStatus(ctx context.Context, id string) (StartStatus, error) {
+	v, err := c.Coordinator.CallName(ctx, id, ControlName, StartStatusRequest{})
+	if err != nil {
+		return StartStatus{}, err
+	}
+	s, ok := v.(StartStatus)
+	if !ok {
+		return StartStatus{}, fmt.Errorf("demonode: node %s answered %T", id, v)
+	}
+	return s, nil
 }
 
 // Endpoints returns the etcd client URLs the cluster uses.

@@ -21,6 +21,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -92,6 +93,30 @@ type ProbeResult struct {
 	Errors  []string
 }
 
+// StartCounters asks a node's control actor to start N counters, with
+// ids Prefix followed by First, First+1, ... (six digits), through
+// StartChildren from Writers goroutines, without waiting: the reply is an
+// empty StartStatus at once, and StartStatusRequest tells when the start
+// is done.
+type StartCounters struct {
+	Prefix         string
+	First, N       int
+	Writers        int
+	TimeoutSeconds int
+}
+
+// StartStatusRequest asks a node's control actor how its last
+// StartCounters went; the reply is a StartStatus.
+type StartStatusRequest struct{}
+
+// StartStatus reports a StartCounters: Done once every StartChildren
+// returned, how long they took, and the first error.
+type StartStatus struct {
+	Done bool
+	Took time.Duration
+	Err  string
+}
+
 // Stats is a node's count of its counters.
 type Stats struct {
 	// Local is how many counters run on the node now.
@@ -119,6 +144,9 @@ func init() {
 	actor.MustRegisterType[StatsRequest]("demonode.StatsRequest")
 	actor.MustRegisterType[Probe]("demonode.Probe")
 	actor.MustRegisterType[ProbeResult]("demonode.ProbeResult")
+	actor.MustRegisterType[StartCounters]("demonode.StartCounters")
+	actor.MustRegisterType[StartStatusRequest]("demonode.StartStatusRequest")
+	actor.MustRegisterType[StartStatus]("demonode.StartStatus")
 }
 
 // Counter is the distributed child: it adds, and hands its value off when
@@ -216,6 +244,31 @@ func MaybeRunNode() {
 	os.Exit(0)
 }
 
+// startCounters runs a StartCounters on sup and returns how long it took.
+func startCounters(sup *supervisor.Distributed, m StartCounters) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(max(m.TimeoutSeconds, 1))*time.Second)
+	defer cancel()
+	specs := make([]supervisor.ChildSpec, m.N)
+	for i := range specs {
+		specs[i] = supervisor.ChildSpec{ID: fmt.Sprintf("%s%06d", m.Prefix, m.First+i), Kind: Kind}
+	}
+	writers := max(m.Writers, 1)
+	share := (len(specs) + writers - 1) / writers
+	errs := make([]error, writers)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range writers {
+		part := specs[min(i*share, len(specs)):min((i+1)*share, len(specs))]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = sup.StartChildren(ctx, part)
+		}()
+	}
+	wg.Wait()
+	return time.Since(start), errors.Join(errs...)
+}
+
 // RunNode runs a node: it starts it, registers the counter kind, starts the
 // distributed supervisor (and the singleton, if asked), writes "ready" to
 // out, and serves until in says "exit" (leave at once, as a crash would:
@@ -264,8 +317,28 @@ func RunNode(ctx context.Context, cfg NodeConfig, in io.ReadCloser, out io.Write
 	if err != nil {
 		return err
 	}
+	var startMu sync.Mutex
+	var startStatus StartStatus
 	control := actor.Func(func(ctx *actor.Context, msg any) (any, error) {
 		switch m := msg.(type) {
+		case StartCounters:
+			startMu.Lock()
+			startStatus = StartStatus{}
+			startMu.Unlock()
+			go func() {
+				took, err := startCounters(sup, m)
+				startMu.Lock()
+				startStatus = StartStatus{Done: true, Took: took}
+				if err != nil {
+					startStatus.Err = err.Error()
+				}
+				startMu.Unlock()
+			}()
+			return StartStatus{}, nil
+		case StartStatusRequest:
+			startMu.Lock()
+			defer startMu.Unlock()
+			return startStatus, nil
 		case StatsRequest:
 			s := started.Load()
 			return Stats{Local: s - stopped.Load(), Started: s, Moved: moved.Load(), CPU: cpuTime()}, nil
