@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/cohort-go/cohort/actor"
@@ -42,23 +43,32 @@ func encodeSpec(s ChildSpec) ([]byte, error) {
 }
 
 // decodeSpec decodes the JSON of a spec.
-func decodeSpec(b []byte) (ChildSpec, bool) {
-	if s, ok := parseSpec(b); ok {
+func decodeSpec(b []byte) (ChildSpec, bool) { return decodeSpecIn(b, "", nil) }
+
+// decodeSpecIn decodes the JSON of a spec stored under id, taking the id
+// from there and the other strings from names, when they match, instead
+// of copying them: every node holds every spec.
+func decodeSpecIn(b []byte, id string, names *internTable) (ChildSpec, bool) {
+	if s, ok := parseSpec(b, id, names); ok {
 		return s, true
 	}
 	return decode[ChildSpec](b)
 }
 
-func parseSpec(b []byte) (s ChildSpec, ok bool) {
-	p := newParser(b)
+func parseSpec(b []byte, id string, names *internTable) (s ChildSpec, ok bool) {
+	p := parser{b: b, ok: true, names: names}
 	if !p.lit(`{"id":`) {
 		return s, false
 	}
-	s.ID = p.str()
+	if raw := p.raw(); string(raw) == id {
+		s.ID = id
+	} else {
+		s.ID = string(raw)
+	}
 	if !p.lit(`,"kind":`) {
 		return s, false
 	}
-	s.Kind = p.str()
+	s.Kind = p.name()
 	if p.lit(`,"args":`) {
 		raw := p.raw()
 		if !p.ok || len(raw) == 0 {
@@ -81,7 +91,7 @@ func parseSpec(b []byte) (s ChildSpec, ok bool) {
 		s.Shutdown = time.Duration(p.int())
 	}
 	if p.lit(`,"node":`) {
-		s.Node = p.str()
+		s.Node = p.name()
 	}
 	return s, p.end()
 }
@@ -101,13 +111,17 @@ func encodeOwner(o owner) []byte {
 }
 
 // decodeOwner decodes the JSON of an owner.
-func decodeOwner(b []byte) (owner, bool) {
-	p := newParser(b)
+func decodeOwner(b []byte) (owner, bool) { return decodeOwnerIn(b, nil) }
+
+// decodeOwnerIn decodes the JSON of an owner, taking its node names from
+// names.
+func decodeOwnerIn(b []byte, names *internTable) (owner, bool) {
+	p := parser{b: b, ok: true, names: names}
 	var o owner
 	if p.lit(`{"node":`) {
-		o.Node = p.str()
+		o.Node = p.name()
 		if p.lit(`,"ref":{"node":`) {
-			o.Ref = actor.Ref{Node: p.str()}
+			o.Ref = actor.Ref{Node: p.name()}
 			if p.lit(`,"id":`) {
 				o.Ref.ID = p.uint()
 				if p.lit(`,"inc":`) {
@@ -137,12 +151,11 @@ func plain(s string) bool {
 // parser reads the JSON that encodeSpec and encodeOwner write; ok turns
 // false at the first byte outside that form.
 type parser struct {
-	b  []byte
-	i  int
-	ok bool
+	b     []byte
+	i     int
+	ok    bool
+	names *internTable
 }
-
-func newParser(b []byte) parser { return parser{b: b, ok: true} }
 
 // lit consumes s if the input continues with it.
 func (p *parser) lit(s string) bool {
@@ -174,7 +187,41 @@ func (p *parser) raw() []byte {
 	return nil
 }
 
-func (p *parser) str() string { return string(p.raw()) }
+// name reads a string that recurs across values (a node, a kind).
+func (p *parser) name() string {
+	raw := p.raw()
+	if p.names == nil {
+		return string(raw)
+	}
+	return p.names.get(raw)
+}
+
+// internTable hands out one copy of each string it is asked for, up to
+// a bound; past it, fresh copies.
+type internTable struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+// maxInterned bounds an internTable: node ids and kinds are few, and a
+// table that filled up with something else stops growing.
+const maxInterned = 4096
+
+func (t *internTable) get(b []byte) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s, ok := t.m[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(t.m) < maxInterned {
+		if t.m == nil {
+			t.m = make(map[string]string)
+		}
+		t.m[s] = s
+	}
+	return s
+}
 
 func (p *parser) uint() uint64 {
 	j := p.i

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/cohort-go/cohort/actor"
 )
@@ -160,4 +161,29 @@ func randomSpec(r *rand.Rand) ChildSpec {
 		}
 	}
 	return s
+}
+
+// Specs and owners decoded for the mirror share the id of their key and
+// one copy of each node name and kind.
+func TestDecodeSharesStrings(t *testing.T) {
+	var names internTable
+	id := string([]byte("c000042"))
+	b, _ := encodeSpec(ChildSpec{ID: "c000042", Kind: "counter", Node: "node-1"})
+	s1, ok1 := decodeSpecIn(b, id, &names)
+	s2, ok2 := decodeSpecIn(b, id, &names)
+	o, ok3 := decodeOwnerIn(encodeOwner(owner{Node: "node-1", Ref: actor.Ref{Node: "node-1", ID: 1}}), &names)
+	if !ok1 || !ok2 || !ok3 || !reflect.DeepEqual(s1, s2) {
+		t.Fatalf("decoded %+v %v, %+v %v, %+v %v", s1, ok1, s2, ok2, o, ok3)
+	}
+	if unsafe.StringData(s1.ID) != unsafe.StringData(id) {
+		t.Error("the spec's id is a copy, not its key's")
+	}
+	if unsafe.StringData(s1.Kind) != unsafe.StringData(s2.Kind) || unsafe.StringData(s1.Node) != unsafe.StringData(o.Ref.Node) ||
+		unsafe.StringData(o.Node) != unsafe.StringData(o.Ref.Node) {
+		t.Error("names are copied per value")
+	}
+	// A spec whose id differs from its key's keeps its own.
+	if s, _ := decodeSpecIn(b, "other", &names); s.ID != "c000042" {
+		t.Errorf("id %q", s.ID)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cohort-go/cohort/actor"
@@ -37,6 +38,7 @@ type Distributed struct {
 	mu        sync.Mutex
 	local     map[string]*localChild
 	dirty     map[string]struct{}
+	names     internTable         // node ids and kinds in mirrored values
 	deferred  map[string]struct{} // local children to move once moves may run
 	exits     []childExit
 	full      bool
@@ -47,7 +49,10 @@ type Distributed struct {
 	unhold    func()              // releases the epoch held by watchEpochs
 	ranOnce   map[string]struct{} // temporary children started here, while their spec exists
 	filters   sync.Map            // kind → ring.Filter
-	fencedTo  clientv3.LeaseID    // the epoch the last pass fenced for
+	// handoffSeen is when the mirror last saw a handoff key written
+	// (Unix nanoseconds).
+	handoffSeen atomic.Int64
+	fencedTo    clientv3.LeaseID // the epoch the last pass fenced for
 
 	kick   chan struct{}
 	ctx    context.Context
@@ -153,6 +158,8 @@ func (d *Distributed) onUpdate(u mirror.Update) {
 			d.dirty[id] = struct{}{}
 		} else if id, ok := d.k.idOf(key, "status/"); ok {
 			d.dirty[id] = struct{}{}
+		} else if d.k.has(key, "handoff/") && (u.Deleted == nil || !u.Deleted[i]) {
+			d.handoffSeen.Store(time.Now().UnixNano())
 		} else if id, ok := d.k.idOf(key, "owners/"); ok && (u.Deleted == nil || u.Deleted[i]) {
 			// A new owner key asks nothing of the reconciler: its own
 			// claims start their children, and a key of its own from an
@@ -328,12 +335,13 @@ type decoded[T any] struct {
 // decodeKey decodes a value under the supervisor's prefix by its kind of
 // key, for the mirror to cache.
 func (d *Distributed) decodeKey(key string, value []byte) any {
-	switch {
-	case d.k.has(key, "specs/"):
-		v, ok := decodeSpec(value)
+	if id, ok := d.k.idOf(key, "specs/"); ok {
+		v, ok := decodeSpecIn(value, id, &d.names)
 		return decoded[ChildSpec]{v, ok}
+	}
+	switch {
 	case d.k.has(key, "owners/"):
-		v, ok := decodeOwner(value)
+		v, ok := decodeOwnerIn(value, &d.names)
 		return decoded[owner]{v, ok}
 	case d.k.has(key, "status/"):
 		v, ok := decode[status](value)
@@ -538,24 +546,57 @@ func (d *Distributed) reconcile() {
 // claim takes ownership of ids (owner keys created only if absent, bound to
 // the epoch's lease, with any handed-off state taken in the same
 // transaction) and starts them.
+//
+// Handed-off state is taken by deleting its key, an operation per child.
+// While no handoff was written lately (a start of many children, a
+// failover) the claim is lean instead: the mirror, at a revision read
+// first, shows which ids have a handoff key; those are claimed in full,
+// and the others in transactions of twice as many children that take no
+// handoff but hold only if no handoff key was written after that
+// revision. One that was falls back to the full form.
 func (d *Distributed) claim(ep *lease.Epoch, ids []string) {
-	var parts [][]string
-	for len(ids) > 0 {
-		n := min(idsPerTxn, len(ids))
-		parts = append(parts, ids[:n])
-		ids = ids[n:]
+	type batch struct {
+		ids []string
+		rev int64 // lean form: no handoff key written after rev
+	}
+	var batches []batch
+	split := func(ids []string, per int, rev int64) {
+		for len(ids) > 0 {
+			n := min(per, len(ids))
+			batches = append(batches, batch{ids[:n], rev})
+			ids = ids[n:]
+		}
+	}
+	if time.Since(time.Unix(0, d.handoffSeen.Load())) > leanAfter {
+		rev := d.m.Revision()
+		var full, lean []string
+		for _, id := range ids {
+			if _, _, ok := d.lookup("handoff/", id); ok {
+				full = append(full, id)
+			} else {
+				lean = append(lean, id)
+			}
+		}
+		split(full, idsPerTxn, 0)
+		split(lean, leanIDsPerTxn, rev)
+	} else {
+		split(ids, idsPerTxn, 0)
 	}
 	// A few transactions in flight at once keep etcd busy while this node
 	// spawns the children of the previous batch.
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, claimsInFlight)
-	for _, part := range parts {
+	for _, b := range batches {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			d.claimBatch(ep, part)
+			if b.rev == 0 || !d.claimLean(ep, b.ids, b.rev) {
+				for part := range slices.Chunk(b.ids, idsPerTxn) {
+					d.claimBatch(ep, part)
+				}
+			}
 		}()
 	}
 	wg.Wait()
@@ -566,11 +607,50 @@ func (d *Distributed) claim(ep *lease.Epoch, ids []string) {
 // operations per transaction (--max-txn-ops).
 const idsPerTxn = 64
 
+// leanIDsPerTxn is how many children a lean claim covers: one comparison
+// each and one over the handoff keys, within the same limit.
+const leanIDsPerTxn = 127
+
+// leanAfter is how long after the last handoff key it saw a node claims
+// in the lean form.
+const leanAfter = time.Second
+
 // claimsInFlight bounds the claim transactions one node has in flight.
 const claimsInFlight = 4
 
-// claimBatch claims up to idsPerTxn ids in one transaction, falling back to
-// one transaction per id when some were taken meanwhile.
+// claimLean claims ids in one transaction that holds only if none of them
+// has an owner and no handoff key was written after rev, when the mirror
+// showed none of theirs. It reports false when the transaction did not
+// hold (the caller claims them in full), true when it was done with them.
+func (d *Distributed) claimLean(ep *lease.Epoch, ids []string, rev int64) bool {
+	refs := make([]actor.Ref, len(ids))
+	cmps := make([]clientv3.Cmp, 0, len(ids)+1)
+	ops := make([]clientv3.Op, 0, len(ids))
+	cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(d.k.root+"handoff/"), "<", rev+1).WithPrefix())
+	for i, id := range ids {
+		refs[i] = d.c.System.ReserveRef()
+		key := d.k.owner(id)
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), "=", 0))
+		ops = append(ops, clientv3.OpPut(key, string(encodeOwner(owner{Node: d.c.NodeID, Ref: refs[i]})), clientv3.WithLease(ep.ID())))
+	}
+	ctx, cancel := context.WithTimeout(ep.Context(), 10*time.Second)
+	resp, err := d.c.Client.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	cancel()
+	if err != nil {
+		d.log.Warn("claim failed; will retry", zap.Error(err))
+		d.markDirty(ids...)
+		return true
+	}
+	if !resp.Succeeded {
+		return false
+	}
+	d.started(ep, ids, refs, func(int) []byte { return nil })
+	return true
+}
+
+// claimBatch claims up to idsPerTxn ids in one transaction, taking their
+// handed-off state, falling back to one transaction per id when some
+// were taken meanwhile.
 func (d *Distributed) claimBatch(ep *lease.Epoch, part []string) {
 	refs := make([]actor.Ref, len(part))
 	cmps := make([]clientv3.Cmp, 0, len(part))
@@ -600,18 +680,25 @@ func (d *Distributed) claimBatch(ep *lease.Epoch, part []string) {
 		}
 		return
 	}
-	var orphans []release
-	for i, id := range part {
-		var handoff []byte
+	d.started(ep, part, refs, func(i int) []byte {
 		if kvs := resp.Responses[2*i+1].GetResponseDeleteRange().GetPrevKvs(); len(kvs) > 0 {
-			handoff = kvs[0].Value
+			return kvs[0].Value
 		}
+		return nil
+	})
+}
+
+// started starts the children whose owner keys a claim created, ids[i]
+// under refs[i] with handoff(i), and releases those whose spec is gone.
+func (d *Distributed) started(ep *lease.Epoch, ids []string, refs []actor.Ref, handoff func(i int) []byte) {
+	var orphans []release
+	for i, id := range ids {
 		spec, ok := d.specOf(id)
 		if !ok {
 			orphans = append(orphans, release{id: id})
 			continue
 		}
-		d.start(ep, spec, refs[i], handoff, nil)
+		d.start(ep, spec, refs[i], handoff(i), nil)
 	}
 	d.releaseAll(ep, orphans)
 }
