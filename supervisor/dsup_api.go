@@ -152,7 +152,7 @@ func (d *Distributed) StartChildren(ctx context.Context, specs []ChildSpec) ([]s
 		}
 		prepared[i], ids[i] = s, s.ID
 	}
-	const perTxn, inFlight = 100, 4
+	const perTxn, inFlight = 127, 8
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var first error

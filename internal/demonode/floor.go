@@ -22,11 +22,11 @@ type FloorResult struct {
 }
 
 // RunEtcdFloor measures the etcd work of starting n distributed children
-// with nothing else running: one writer stores n spec keys, 100 per
-// transaction with 4 in flight, and claimers (one etcd client each, like
-// node processes) watch the specs and claim their share as the
-// distributed supervisor does: 64 owner keys per transaction, each created
-// only if absent, bound to the claimer's lease, taking a handoff key. It
+// with nothing else running: one writer stores n spec keys, and claimers
+// (one etcd client each, like node processes) watch the specs and claim
+// their share, in the batches the distributed supervisor uses: owner keys
+// created only if absent, bound to the claimer's lease, if no handoff key
+// changed since the revision the claimer saw. It
 // is the floor under the start figure of RunBench: what etcd alone takes
 // on this machine. endpoints empty means an embedded etcd in this process.
 func RunEtcdFloor(ctx context.Context, endpoints []string, n, claimers int) (FloorResult, error) {
@@ -86,18 +86,18 @@ func RunEtcdFloor(ctx context.Context, endpoints []string, n, claimers int) (Flo
 		go func() {
 			defer wg.Done()
 			sem := make(chan struct{}, claimsInFlightFloor)
-			claim := func(ids []string) {
+			claim := func(ids []string, rev int64) {
 				sem <- struct{}{}
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
 					defer func() { <-sem }()
-					cmps := make([]clientv3.Cmp, 0, len(ids))
-					ops := make([]clientv3.Op, 0, 2*len(ids))
+					cmps := make([]clientv3.Cmp, 0, len(ids)+1)
+					ops := make([]clientv3.Op, 0, len(ids))
+					cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(handoffs), "<", rev+1).WithPrefix())
 					for _, id := range ids {
 						cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(owners+id), "=", 0))
-						ops = append(ops, clientv3.OpPut(owners+id, fmt.Sprintf(`{"node":"claimer-%d","ref":{"node":"claimer-%d","id":%d}}`, c, c, claimed.Load()), clientv3.WithLease(ls.ID)),
-							clientv3.OpDelete(handoffs+id, clientv3.WithPrevKV()))
+						ops = append(ops, clientv3.OpPut(owners+id, fmt.Sprintf(`{"node":"claimer-%d","ref":{"node":"claimer-%d","id":%d,"inc":1}}`, c, c, claimed.Load()), clientv3.WithLease(ls.ID)))
 					}
 					if _, err := cli.Txn(ctx).If(cmps...).Then(ops...).Commit(); err != nil {
 						fail(fmt.Errorf("claim: %w", err))
@@ -109,19 +109,21 @@ func RunEtcdFloor(ctx context.Context, endpoints []string, n, claimers int) (Flo
 				}()
 			}
 			var mine []string
+			var rev int64
 			for resp := range watch {
+				rev = resp.Header.Revision
 				for _, ev := range resp.Events {
 					id := strings.TrimPrefix(string(ev.Kv.Key), specs)
 					if int(id[len(id)-1])%claimers == c {
 						mine = append(mine, id)
 					}
 				}
-				for len(mine) >= 64 {
-					claim(mine[:64:64])
-					mine = mine[64:]
+				for len(mine) >= claimsPerTxnFloor {
+					claim(mine[:claimsPerTxnFloor:claimsPerTxnFloor], rev)
+					mine = mine[claimsPerTxnFloor:]
 				}
 				if len(mine) > 0 && len(watch) == 0 {
-					claim(mine)
+					claim(mine, rev)
 					mine = nil
 				}
 			}
@@ -133,9 +135,9 @@ func RunEtcdFloor(ctx context.Context, endpoints []string, n, claimers int) (Flo
 	}
 	clients = append(clients, writer)
 	start := time.Now()
-	sem := make(chan struct{}, 4)
+	sem := make(chan struct{}, specsInFlightFloor)
 	var writes sync.WaitGroup
-	for i := 0; i < n; i += 100 {
+	for i := 0; i < n; i += specsPerTxnFloor {
 		sem <- struct{}{}
 		writes.Add(1)
 		go func() {
@@ -143,7 +145,7 @@ func RunEtcdFloor(ctx context.Context, endpoints []string, n, claimers int) (Flo
 			defer func() { <-sem }()
 			var cmps []clientv3.Cmp
 			var ops []clientv3.Op
-			for j := i; j < min(i+100, n); j++ {
+			for j := i; j < min(i+specsPerTxnFloor, n); j++ {
 				key := fmt.Sprintf("%sc%06d", specs, j)
 				cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), "=", 0))
 				ops = append(ops, clientv3.OpPut(key, fmt.Sprintf(`{"id":"c%06d","kind":"counter"}`, j)))
@@ -167,6 +169,13 @@ func RunEtcdFloor(ctx context.Context, endpoints []string, n, claimers int) (Flo
 	return res, nil
 }
 
-// claimsInFlightFloor is the claim transactions one claimer has in flight,
-// as a node's distributed supervisor does.
-const claimsInFlightFloor = 4
+// The batches of the floor are those of the distributed supervisor:
+// StartChildren stores 127 specs per transaction with 8 in flight, and a
+// node claims 127 children per transaction (lean claims: no handoff
+// taken, held only if no handoff key changed) with 4 in flight.
+const (
+	specsPerTxnFloor    = 127
+	specsInFlightFloor  = 8
+	claimsPerTxnFloor   = 127
+	claimsInFlightFloor = 4
+)
