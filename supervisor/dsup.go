@@ -15,7 +15,6 @@ import (
 	"github.com/cohort-go/cohort/internal/mirror"
 	"github.com/cohort-go/cohort/lease"
 	"github.com/cohort-go/cohort/ring"
-	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -350,35 +349,35 @@ func (d *Distributed) decodeKey(key string, value []byte) any {
 	return nil
 }
 
-// lookup returns the mirrored value of the key sub+id, building the key
+// lookup returns the mirror's entry of the key sub+id, building the key
 // on the stack: the reconciler looks up several keys per child per pass.
-func (d *Distributed) lookup(sub, id string) (any, *mvccpb.KeyValue, bool) {
+func (d *Distributed) lookup(sub, id string) (mirror.Entry, bool) {
 	var buf [128]byte
 	key := append(append(append(buf[:0], d.k.root...), sub...), id...)
 	return d.m.Lookup(key)
 }
 
 func (d *Distributed) specOf(id string) (ChildSpec, bool) {
-	v, _, ok := d.lookup("specs/", id)
+	e, ok := d.lookup("specs/", id)
 	if !ok {
 		return ChildSpec{}, false
 	}
-	s, _ := v.(decoded[ChildSpec])
+	s, _ := e.Decoded.(decoded[ChildSpec])
 	return s.v, s.ok
 }
 
 func (d *Distributed) ownerOf(id string) (owner, clientv3.LeaseID, bool) {
-	v, kv, ok := d.lookup("owners/", id)
+	e, ok := d.lookup("owners/", id)
 	if !ok {
 		return owner{}, 0, false
 	}
-	o, _ := v.(decoded[owner])
-	return o.v, clientv3.LeaseID(kv.Lease), o.ok
+	o, _ := e.Decoded.(decoded[owner])
+	return o.v, clientv3.LeaseID(e.Lease), o.ok
 }
 
 func (d *Distributed) statusOf(id string) status {
-	v, _, _ := d.lookup("status/", id)
-	st, _ := v.(decoded[status])
+	e, _ := d.lookup("status/", id)
+	st, _ := e.Decoded.(decoded[status])
 	return st.v
 }
 
@@ -429,7 +428,7 @@ func (d *Distributed) reconcile() {
 		for id := range ids {
 			all[id] = struct{}{}
 		}
-		d.m.Range(d.k.root+"specs/", func(key string, _ *mvccpb.KeyValue) {
+		d.m.Range(d.k.root+"specs/", func(key string, _ mirror.Entry) {
 			if id, ok := d.k.idOf(key, "specs/"); ok {
 				all[id] = struct{}{}
 			}
@@ -571,7 +570,7 @@ func (d *Distributed) claim(ep *lease.Epoch, ids []string) {
 		rev := d.m.Revision()
 		var full, lean []string
 		for _, id := range ids {
-			if _, _, ok := d.lookup("handoff/", id); ok {
+			if _, ok := d.lookup("handoff/", id); ok {
 				full = append(full, id)
 			} else {
 				lean = append(lean, id)

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/cohort-go/cohort/actor"
+	"github.com/cohort-go/cohort/internal/mirror"
 	"github.com/cohort-go/cohort/ring"
-	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -34,7 +34,7 @@ func (d *Distributed) roomFor(n int) error {
 		return nil
 	}
 	have := 0
-	d.m.Range(d.k.root+"specs/", func(string, *mvccpb.KeyValue) { have++ })
+	d.m.Range(d.k.root+"specs/", func(string, mirror.Entry) { have++ })
 	if have+n > d.o.MaxChildren {
 		return fmt.Errorf("%w: %d (%d children, %d more asked)", ErrMaxChildren, d.o.MaxChildren, have, n)
 	}
@@ -333,9 +333,9 @@ func (d *Distributed) TerminateChild(ctx context.Context, id string) error {
 // instance is ref. ErrChildNotFound if no child runs as ref.
 func (d *Distributed) TerminateChildRef(ctx context.Context, ref actor.Ref) error {
 	var id string
-	d.m.Range(d.k.root+"owners/", func(_ string, kv *mvccpb.KeyValue) {
-		if o, ok := decodeOwner(kv.Value); ok && o.Ref == ref {
-			id, _ = d.k.idOf(string(kv.Key), "owners/")
+	d.m.Range(d.k.root+"owners/", func(key string, e mirror.Entry) {
+		if o, _ := e.Decoded.(decoded[owner]); o.ok && o.v.Ref == ref {
+			id, _ = d.k.idOf(key, "owners/")
 		}
 	})
 	if id == "" {

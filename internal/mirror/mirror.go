@@ -42,7 +42,7 @@ type Mirror struct {
 	notify func(Update)
 
 	mu      sync.RWMutex
-	kvs     map[string]entry
+	kvs     map[string]Entry
 	decode  func(key string, value []byte) any
 	rev     int64
 	changed chan struct{}
@@ -51,10 +51,17 @@ type Mirror struct {
 	done   chan struct{}
 }
 
-// entry is a key's value and, when the mirror decodes, its decoded form.
-type entry struct {
-	kv  *mvccpb.KeyValue
-	val any
+// Entry is what the mirror holds of a key.
+type Entry struct {
+	// Decoded is the value as the decoder returned it (see StartDecoded).
+	Decoded any
+	// Value is the raw value: without a decoder, of every key; with one,
+	// of the keys it returns nil for (the others keep only Decoded).
+	Value []byte
+	// Lease is the lease the key is bound to (0: none).
+	Lease int64
+	// ModRevision is the revision of the key's last change.
+	ModRevision int64
 }
 
 // Start reads prefix and keeps the mirror current until ctx ends or Close
@@ -66,8 +73,9 @@ func Start(ctx context.Context, client *clientv3.Client, prefix string, log *zap
 }
 
 // StartDecoded is Start with a decoder: every value is decoded once, when
-// it arrives, and Value returns the decoded form, so readers that look at
-// the same keys often do not decode them again.
+// it arrives, and held in that form alone (unless decode returns nil), so
+// readers that look at the same keys often do not decode them again and
+// the mirror holds one copy of each value.
 func StartDecoded(ctx context.Context, client *clientv3.Client, prefix string, log *zap.Logger, notify func(Update),
 	decode func(key string, value []byte) any) (*Mirror, error) {
 	if log == nil {
@@ -90,9 +98,10 @@ func (m *Mirror) read(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	kvs := make(map[string]entry, len(resp.Kvs))
+	kvs := make(map[string]Entry, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		kvs[string(kv.Key)] = m.entry(kv)
+		key := string(kv.Key)
+		kvs[key] = m.entry(key, kv)
 	}
 	m.mu.Lock()
 	keys := make([]string, 0, len(kvs)+len(m.kvs))
@@ -175,12 +184,12 @@ func (m *Mirror) apply(resp clientv3.WatchResponse) {
 	// Decode before taking the lock, so readers are not held up by it.
 	keys := make([]string, len(resp.Events))
 	deleted := make([]bool, len(resp.Events))
-	entries := make([]entry, len(resp.Events))
+	entries := make([]Entry, len(resp.Events))
 	for i, ev := range resp.Events {
 		keys[i] = string(ev.Kv.Key)
 		deleted[i] = ev.Type == clientv3.EventTypeDelete
 		if !deleted[i] {
-			entries[i] = m.entry(ev.Kv)
+			entries[i] = m.entry(keys[i], ev.Kv)
 		}
 	}
 	m.mu.Lock()
@@ -205,38 +214,32 @@ func (m *Mirror) apply(resp clientv3.WatchResponse) {
 }
 
 // entry decodes kv's value if the mirror decodes.
-func (m *Mirror) entry(kv *mvccpb.KeyValue) entry {
-	e := entry{kv: kv}
+func (m *Mirror) entry(key string, kv *mvccpb.KeyValue) Entry {
+	e := Entry{Lease: kv.Lease, ModRevision: kv.ModRevision}
 	if m.decode != nil {
-		e.val = m.decode(string(kv.Key), kv.Value)
+		e.Decoded = m.decode(key, kv.Value)
+	}
+	if e.Decoded == nil {
+		e.Value = kv.Value
 	}
 	return e
 }
 
-// Get returns the key's current value in the mirror.
-func (m *Mirror) Get(key string) (*mvccpb.KeyValue, bool) {
+// Get returns what the mirror holds of key.
+func (m *Mirror) Get(key string) (Entry, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	e, ok := m.kvs[key]
-	return e.kv, ok
+	return e, ok
 }
 
-// Value returns the key's decoded value (see StartDecoded) and its raw
-// entry.
-func (m *Mirror) Value(key string) (any, *mvccpb.KeyValue, bool) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	e, ok := m.kvs[key]
-	return e.val, e.kv, ok
-}
-
-// Lookup is Value for a key held in a byte slice, which it does not
-// retain: a caller can build keys in a reused buffer.
-func (m *Mirror) Lookup(key []byte) (any, *mvccpb.KeyValue, bool) {
+// Lookup is Get for a key held in a byte slice, which it does not retain:
+// a caller can build keys in a reused buffer.
+func (m *Mirror) Lookup(key []byte) (Entry, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	e, ok := m.kvs[string(key)]
-	return e.val, e.kv, ok
+	return e, ok
 }
 
 // Revision returns the etcd revision the mirror reflects.
@@ -255,13 +258,13 @@ func (m *Mirror) Changed() <-chan struct{} {
 
 // Range calls fn for every key under sub (a prefix within the mirrored
 // prefix), in no particular order, under the read lock: fn must not call
-// back into the mirror. key is kv.Key as a string.
-func (m *Mirror) Range(sub string, fn func(key string, kv *mvccpb.KeyValue)) {
+// back into the mirror.
+func (m *Mirror) Range(sub string, fn func(key string, e Entry)) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	for k, e := range m.kvs {
 		if len(k) >= len(sub) && k[:len(sub)] == sub {
-			fn(k, e.kv)
+			fn(k, e)
 		}
 	}
 }
