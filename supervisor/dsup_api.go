@@ -49,7 +49,15 @@ func (d *Distributed) prepareAt(spec ChildSpec, snap *ring.Snapshot) (ChildSpec,
 	if err := spec.validate(); err != nil {
 		return spec, err
 	}
-	node, ok := d.place(spec, snap)
+	var node string
+	ok := false
+	if spec.Node == "" && spec.Restart != Temporary && d.o.Locator == nil {
+		// Where it goes is the ring's business once stored; here it only
+		// has to have somewhere to go.
+		ok = snap.Among(d.filter(spec.Kind)).Len() > 0
+	} else {
+		node, ok = d.place(spec, snap)
+	}
 	if !ok {
 		if spec.Node != "" {
 			return spec, fmt.Errorf("%w: kind %q on pinned node %q (is it up, and does it register the kind?)", ErrUnknownKind, spec.Kind, spec.Node)
