@@ -21,7 +21,7 @@ import (
 // BenchmarkGRPCStreamFloor is the floor under a remote call: a frame sent
 // on a gRPC bidirectional stream to a second OS process (this test binary
 // re-executed) that sends it straight back, with the transport's codec and
-// service, and nothing of cohort around it. One op is one round trip from
+// service and window sizes, and nothing of cohort around it. One op is one round trip from
 // one goroutine; the p50 here is what no call over a gRPC stream can beat
 // on the machine. Compare with BenchmarkRemoteCall/sequential:
 //
@@ -43,7 +43,8 @@ func BenchmarkGRPCStreamFloor(b *testing.B) {
 		b.Fatalf("echo server: %v", err)
 	}
 	cc, err := grpc.NewClient(strings.TrimSpace(addr), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(frameCodec{})))
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(frameCodec{})),
+		grpc.WithInitialWindowSize(1<<20), grpc.WithInitialConnWindowSize(4<<20))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -105,7 +106,7 @@ func serveEcho() error {
 	if err != nil {
 		return err
 	}
-	s := grpc.NewServer(grpc.ForceServerCodecV2(frameCodec{}))
+	s := grpc.NewServer(grpc.ForceServerCodecV2(frameCodec{}), grpc.InitialWindowSize(1<<20), grpc.InitialConnWindowSize(4<<20))
 	s.RegisterService(serviceDesc(func(_ any, ss grpc.ServerStream) error {
 		var f inFrame
 		for {
