@@ -622,22 +622,9 @@ const claimsInFlight = 4
 // showed none of theirs. It reports false when the transaction did not
 // hold (the caller claims them in full), true when it was done with them.
 func (d *Distributed) claimLean(ep *lease.Epoch, ids []string, rev int64) bool {
-	refs := make([]actor.Ref, len(ids))
-	cmps := make([]clientv3.Cmp, 0, len(ids)+1)
-	ops := make([]clientv3.Op, 0, len(ids))
-	cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(d.k.root+"handoff/"), "<", rev+1).WithPrefix())
-	for i, id := range ids {
-		refs[i] = d.c.System.ReserveRef()
-		key := d.k.owner(id)
-		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), "=", 0))
-		ops = append(ops, clientv3.OpPut(key, string(encodeOwner(owner{Node: d.c.NodeID, Ref: refs[i]})), clientv3.WithLease(ep.ID())))
-	}
-	ctx, cancel := context.WithTimeout(ep.Context(), 10*time.Second)
-	resp, err := d.c.Client.Txn(ctx).If(cmps...).Then(ops...).Commit()
-	cancel()
-	if err != nil {
-		d.log.Warn("claim failed; will retry", zap.Error(err))
-		d.markDirty(ids...)
+	unchanged := clientv3.Compare(clientv3.ModRevision(d.k.root+"handoff/"), "<", rev+1).WithPrefix()
+	refs, resp, ok := d.claimTxn(ep, ids, 1, unchanged, nil)
+	if !ok {
 		return true
 	}
 	if !resp.Succeeded {
@@ -647,28 +634,48 @@ func (d *Distributed) claimLean(ep *lease.Epoch, ids []string, rev int64) bool {
 	return true
 }
 
-// claimBatch claims up to idsPerTxn ids in one transaction, taking their
-// handed-off state, falling back to one transaction per id when some
-// were taken meanwhile.
-func (d *Distributed) claimBatch(ep *lease.Epoch, part []string) {
-	refs := make([]actor.Ref, len(part))
-	cmps := make([]clientv3.Cmp, 0, len(part))
-	ops := make([]clientv3.Op, 0, 2*len(part))
-	for i, id := range part {
+// claimTxn commits the claim of ids: the owner key of each created only if
+// absent, under a Ref reserved here and bound to ep's lease, followed by
+// the operation take makes for its id, if take is set (opsPerID is the
+// number of operations per id); cmp, if set, is one more comparison. It returns false when the commit
+// failed (logged, and the ids left for the next pass).
+func (d *Distributed) claimTxn(ep *lease.Epoch, ids []string, opsPerID int, cmp clientv3.Cmp, take func(id string) clientv3.Op) ([]actor.Ref, *clientv3.TxnResponse, bool) {
+	refs := make([]actor.Ref, len(ids))
+	cmps := make([]clientv3.Cmp, 0, len(ids)+1)
+	ops := make([]clientv3.Op, 0, opsPerID*len(ids))
+	if cmp.Key != nil {
+		cmps = append(cmps, cmp)
+	}
+	for i, id := range ids {
 		refs[i] = d.c.System.ReserveRef()
-		val := encodeOwner(owner{Node: d.c.NodeID, Ref: refs[i]})
-		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(d.k.owner(id)), "=", 0))
-		// The handed-off state, if any, is taken by deleting it: the
-		// deletion returns it.
-		ops = append(ops, clientv3.OpPut(d.k.owner(id), string(val), clientv3.WithLease(ep.ID())),
-			clientv3.OpDelete(d.k.handoff(id), clientv3.WithPrevKV()))
+		key := d.k.owner(id)
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), "=", 0))
+		ops = append(ops, clientv3.OpPut(key, string(encodeOwner(owner{Node: d.c.NodeID, Ref: refs[i]})), clientv3.WithLease(ep.ID())))
+		if take != nil {
+			ops = append(ops, take(id))
+		}
 	}
 	ctx, cancel := context.WithTimeout(ep.Context(), 10*time.Second)
 	resp, err := d.c.Client.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	cancel()
 	if err != nil {
 		d.log.Warn("claim failed; will retry", zap.Error(err))
-		d.markDirty(part...)
+		d.markDirty(ids...)
+		return nil, nil, false
+	}
+	return refs, resp, true
+}
+
+// claimBatch claims up to idsPerTxn ids in one transaction, taking their
+// handed-off state, falling back to one transaction per id when some
+// were taken meanwhile.
+func (d *Distributed) claimBatch(ep *lease.Epoch, part []string) {
+	// The handed-off state, if any, is taken by deleting it: the deletion
+	// returns it.
+	refs, resp, ok := d.claimTxn(ep, part, 2, clientv3.Cmp{}, func(id string) clientv3.Op {
+		return clientv3.OpDelete(d.k.handoff(id), clientv3.WithPrevKV())
+	})
+	if !ok {
 		return
 	}
 	if !resp.Succeeded {

@@ -143,15 +143,21 @@ func (c *Cluster) StartCounters(ctx context.Context, id string, m StartCounters)
 
 // StartStatus asks node id how its last StartCounters went.
 func (c *Cluster) StartStatus(ctx context.Context, id string) (StartStatus, error) {
-	v, err := c.Coordinator.CallName(ctx, id, ControlName, StartStatusRequest{})
+	return control[StartStatus](ctx, c, id, StartStatusRequest{})
+}
+
+// control calls node id's control actor with msg, whose answer is a T.
+func control[T any](ctx context.Context, c *Cluster, id string, msg any) (T, error) {
+	var zero T
+	v, err := c.Coordinator.CallName(ctx, id, ControlName, msg)
 	if err != nil {
-		return StartStatus{}, err
+		return zero, err
 	}
-	s, ok := v.(StartStatus)
+	t, ok := v.(T)
 	if !ok {
-		return StartStatus{}, fmt.Errorf("demonode: node %s answered %T", id, v)
+		return zero, fmt.Errorf("demonode: node %s answered %T, want %T", id, v, zero)
 	}
-	return s, nil
+	return t, nil
 }
 
 // Endpoints returns the etcd client URLs the cluster uses.
@@ -250,15 +256,7 @@ func (c *Cluster) Stop(ctx context.Context, id string) error {
 
 // Stats asks node id for its counts.
 func (c *Cluster) Stats(ctx context.Context, id string) (Stats, error) {
-	v, err := c.Coordinator.CallName(ctx, id, ControlName, StatsRequest{})
-	if err != nil {
-		return Stats{}, err
-	}
-	s, ok := v.(Stats)
-	if !ok {
-		return Stats{}, fmt.Errorf("demonode: node %s answered %T", id, v)
-	}
-	return s, nil
+	return control[Stats](ctx, c, id, StatsRequest{})
 }
 
 // LocalTotal sums the counters running on the live node processes, as
@@ -290,15 +288,7 @@ func (c *Cluster) CPU(ctx context.Context) (coordinator, nodes time.Duration, er
 
 // Probe has node from call each counter in ids with Add{n}.
 func (c *Cluster) Probe(ctx context.Context, from string, ids []string, n int64) (ProbeResult, error) {
-	v, err := c.Coordinator.CallName(ctx, from, ControlName, Probe{IDs: ids, N: n})
-	if err != nil {
-		return ProbeResult{}, err
-	}
-	r, ok := v.(ProbeResult)
-	if !ok {
-		return ProbeResult{}, fmt.Errorf("demonode: node %s answered %T", from, v)
-	}
-	return r, nil
+	return control[ProbeResult](ctx, c, from, Probe{IDs: ids, N: n})
 }
 
 // Placement is where the children run, as of one etcd revision.
