@@ -653,8 +653,8 @@ func (s *suite) killEtcdLeader() {
 }
 
 // linkBackLimit bounds how long after a link heals calls must be answered
-// across it again: the transport re-dials with a backoff of at most 2 s,
-// and so does gRPC under it.
+// across it again: gRPC re-dials with a backoff of at most 1 s, and the
+// transport opens a stream as soon as the connection is up.
 const linkBackLimit = 10 * time.Second
 
 // running returns, from the reports, the fresh incarnation of every child

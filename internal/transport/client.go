@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
@@ -32,10 +33,14 @@ const (
 
 // Reconnect backoff: a stream that broke after it was accepted is re-opened
 // at once by the next send; after a failed attempt, sends fail with
-// ErrNodeDown until the backoff has passed, and the backoff doubles.
+// ErrNodeDown until the backoff has passed, and the backoff doubles. An
+// attempt that failed because the connection is down ends its backoff as
+// soon as gRPC, which re-dials the connection on a backoff of its own (at
+// most maxConnBackoff), has it up again.
 const (
-	minBackoff = 50 * time.Millisecond
-	maxBackoff = 2 * time.Second
+	minBackoff     = 50 * time.Millisecond
+	maxBackoff     = 2 * time.Second
+	maxConnBackoff = time.Second
 )
 
 // peer is the outbound side towards one node: its gRPC connection and the
@@ -53,6 +58,8 @@ type peer struct {
 	backoff time.Duration
 	lastErr error
 	closed  error
+	// awaiting: a goroutine waits for cc to be up again (awaitReady).
+	awaiting bool
 }
 
 func (p *peer) session() (*session, error) {
@@ -106,7 +113,7 @@ func (p *peer) dial(addr string) (*grpc.ClientConn, error) {
 		grpc.WithInitialWindowSize(1<<20),
 		grpc.WithInitialConnWindowSize(4<<20),
 		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: minBackoff, Multiplier: 2, Jitter: 0.2, MaxDelay: maxBackoff},
+			Backoff:           backoff.Config{BaseDelay: minBackoff, Multiplier: 2, Jitter: 0.2, MaxDelay: maxConnBackoff},
 			MinConnectTimeout: cfg.DialTimeout,
 		}),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
@@ -125,6 +132,37 @@ func (p *peer) ended(s *session, accepted bool, err error) {
 	}
 	p.backoff = min(max(2*p.backoff, minBackoff), maxBackoff)
 	p.retryAt = time.Now().Add(p.backoff)
+	if cc := p.cc; cc != nil && !p.awaiting {
+		if st := cc.GetState(); st != connectivity.Ready && st != connectivity.Shutdown {
+			p.awaiting = true
+			p.t.wg.Add(1)
+			go p.awaitReady(cc, st)
+		}
+	}
+}
+
+// awaitReady waits until cc, last seen in state st, is up and then lets
+// the next send open a session at once, whatever the backoff: the wait
+// for a connection that was down is gRPC's re-dial alone, not that plus
+// the rest of the session backoff. It ends early when cc is closed or the
+// transport stops.
+func (p *peer) awaitReady(cc *grpc.ClientConn, st connectivity.State) {
+	defer p.t.wg.Done()
+	for st != connectivity.Ready && st != connectivity.Shutdown {
+		if st == connectivity.Idle {
+			cc.Connect()
+		}
+		if !cc.WaitForStateChange(p.t.ctx, st) {
+			break
+		}
+		st = cc.GetState()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.awaiting = false
+	if st == connectivity.Ready && p.cc == cc {
+		p.retryAt = time.Time{}
+	}
 }
 
 // close ends the peer for good: its session fails with err, later sends get

@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"github.com/cohort-go/cohort/actor"
+	"github.com/cohort-go/cohort/internal/etcdtest"
 	"github.com/cohort-go/cohort/internal/testcert"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
@@ -539,4 +541,51 @@ func (t *Transport) pendingCalls(node string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.pending)
+}
+
+// A node whose connection went down is dialled again as soon as gRPC has
+// the connection back up: the session backoff, grown during the outage,
+// does not add its rest to gRPC's own re-dial.
+func TestRedialsAsSoonAsTheConnectionIsBack(t *testing.T) {
+	bk := newBook()
+	a := startNode(t, bk, Config{Node: "a"})
+	b := startNode(t, bk, Config{Node: "b"})
+	proxy := etcdtest.NewProxy(t, b.addr)
+	bk.set("b", proxy.Addr())
+	ref := spawn(t, b, echo{})
+	ctx := ctxTimeout(t, 30*time.Second)
+	if _, err := a.sys.Call(ctx, ref, "before"); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Cut()
+	// Calls during the outage fail fast with ErrNodeDown, and their failed
+	// dials grow the session backoff to its maximum.
+	p, err := a.tr.peer("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err := a.sys.Call(ctx, ref, "during")
+		if !errors.Is(err, actor.ErrNodeDown) {
+			t.Fatalf("call during the outage: %v, want ErrNodeDown", err)
+		}
+		p.mu.Lock()
+		grown := p.backoff == maxBackoff
+		p.mu.Unlock()
+		if grown {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	proxy.Heal()
+	// Once gRPC has the connection up and the peer has seen it, the next
+	// call goes through, though the backoff alone would still refuse it.
+	waitFor(t, func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.cc != nil && p.cc.GetState() == connectivity.Ready && !p.awaiting
+	})
+	if _, err := a.sys.Call(ctx, ref, "after"); err != nil {
+		t.Fatalf("first call once the connection is back: %v", err)
+	}
 }
