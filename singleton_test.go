@@ -9,6 +9,7 @@ import (
 
 	"github.com/cohort-go/cohort"
 	"github.com/cohort-go/cohort/actor"
+	"github.com/cohort-go/cohort/internal/etcdtest"
 	"github.com/cohort-go/cohort/supervisor"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -61,15 +62,11 @@ func (s *starts) last() (start, int) {
 	return s.all[len(s.all)-1], len(s.all)
 }
 
+// waitUntil waits until cond holds, polling it every 1ms, and fails t if it
+// does not within limit.
 func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	etcdtest.WaitFor(t, limit, time.Millisecond, what, cond)
 }
 
 // One node of three runs the singleton; every node calls it by name; when

@@ -533,13 +533,9 @@ func unusedAddr(t *testing.T) string {
 	return addr
 }
 
+// waitFor waits until cond holds, polling it every 20ms, and fails t if it
+// does not within limit.
 func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	etcdtest.WaitFor(t, limit, 20*time.Millisecond, what, cond)
 }

@@ -64,15 +64,11 @@ func candidates(t testing.TB, cli *clientv3.Client, name string) int64 {
 	return resp.Count
 }
 
+// waitFor waits until cond holds, polling it every 2ms, and fails t if it
+// does not within limit.
 func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	etcdtest.WaitFor(t, limit, 2*time.Millisecond, what, cond)
 }
 
 func await(t testing.TB, ch <-chan campaignResult, limit time.Duration) campaignResult {

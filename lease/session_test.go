@@ -297,15 +297,11 @@ func TestCloseDuringRejoin(t *testing.T) {
 	proxy.Resume()
 }
 
+// waitFor waits until cond holds, polling it every 5ms, and fails t if it
+// does not within limit.
 func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	etcdtest.WaitFor(t, limit, 5*time.Millisecond, what, cond)
 }
 
 // A hold on a lost epoch keeps the session from revoking its lease until

@@ -224,15 +224,11 @@ func tenantChild(id string, rec *tenures, restart supervisor.Restart) supervisor
 	return c
 }
 
+// waitCond waits until cond holds, polling it every 1ms, and fails t if it
+// does not within limit.
 func waitCond(t *testing.T, limit time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	etcdtest.WaitFor(t, limit, time.Millisecond, what, cond)
 }
 
 // waitRunning waits until exactly one tenure runs and returns it.

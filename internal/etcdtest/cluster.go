@@ -5,7 +5,8 @@
 // closed at cleanup, and NewProxy to put a controllable TCP hop between a
 // client and etcd (cut the link, or hold its bytes so keepalives go
 // unanswered) or any other TCP server, such as a node's transport
-// (NewProxyWith tells its clients apart, to cut one and not the others).
+// (NewProxyWith tells its clients apart, to cut one and not the others);
+// WaitFor polls for a state the test expects the cluster to reach.
 // Members run with short raft timeouts and without fsync, so a single
 // member starts in tens of milliseconds; data lives in t.TempDir().
 package etcdtest

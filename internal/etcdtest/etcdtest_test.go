@@ -394,3 +394,14 @@ func TestProxySetTarget(t *testing.T) {
 		t.Fatalf("open connection after SetTarget: %q, %v", got, err)
 	}
 }
+
+func TestWaitForReturnsOnceCondHolds(t *testing.T) {
+	calls := 0
+	etcdtest.WaitFor(t, 10*time.Second, time.Millisecond, "the third call", func() bool {
+		calls++
+		return calls == 3
+	})
+	if calls != 3 {
+		t.Fatalf("cond called %d times, want 3", calls)
+	}
+}
