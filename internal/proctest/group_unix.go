@@ -1,0 +1,10 @@
+//go:build unix && !linux
+
+package proctest
+
+import "syscall"
+
+// groupAttr puts a child in a process group of its own.
+func groupAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true}
+}
