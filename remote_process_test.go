@@ -1,22 +1,20 @@
 package cohort_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"runtime/pprof"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cohort-go/cohort"
 	"github.com/cohort-go/cohort/actor"
 	"github.com/cohort-go/cohort/internal/etcdtest"
+	"github.com/cohort-go/cohort/internal/proctest"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -123,14 +121,10 @@ func runPeer(id string, endpoints []string) int {
 }
 
 // peerProcess is a node in another OS process.
-type peerProcess struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	once  sync.Once
-}
+type peerProcess struct{ *proctest.Process }
 
 // startPeer starts the test binary as node id on etcd endpoints and waits
-// until it serves.
+// until it serves; the peer is stopped when t ends.
 func startPeer(t testing.TB, id string, endpoints []string) *peerProcess {
 	t.Helper()
 	p, err := spawnPeer(id, endpoints)
@@ -141,66 +135,25 @@ func startPeer(t testing.TB, id string, endpoints []string) *peerProcess {
 	return p
 }
 
+// spawnPeer starts the test binary as node id on etcd endpoints and waits
+// up to 30s until it serves.
 func spawnPeer(id string, endpoints []string) (*peerProcess, error) {
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envPeerID+"="+id, envPeerEtcd+"="+strings.Join(endpoints, ","))
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
+	return startPeerProcess(proctest.TestBinary("peer process "+id, envPeerID+"="+id, envPeerEtcd+"="+strings.Join(endpoints, ",")))
+}
+
+// startPeerProcess starts s, with the peer's standard error going to this
+// process's, and waits up to 30s until it is ready.
+func startPeerProcess(s proctest.Spec) (*peerProcess, error) {
+	s.Stderr, s.ReadyWithin = os.Stderr, 30*time.Second
+	p, err := proctest.Start(s)
 	if err != nil {
 		return nil, err
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start peer process: %w", err)
-	}
-	p := &peerProcess{cmd: cmd, stdin: stdin}
-	ready := make(chan error, 1)
-	go func() {
-		line, err := bufio.NewReader(stdout).ReadString('\n')
-		if err == nil && line != "ready\n" {
-			err = fmt.Errorf("peer said %q", line)
-		}
-		ready <- err
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case err := <-ready:
-		if err != nil {
-			p.stop()
-			return nil, fmt.Errorf("peer process %s: %w", id, err)
-		}
-	case <-time.After(30 * time.Second):
-		p.stop()
-		return nil, fmt.Errorf("peer process %s not ready within 30s", id)
-	}
-	return p, nil
+	return &peerProcess{p}, nil
 }
 
 // stop ends the peer gracefully (closing its stdin), or kills it after 10s.
-func (p *peerProcess) stop() {
-	p.once.Do(func() {
-		_ = p.stdin.Close()
-		done := make(chan struct{})
-		go func() { _ = p.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-done
-		}
-	})
-}
-
-// kill sends SIGKILL and reaps the process.
-func (p *peerProcess) kill() {
-	p.once.Do(func() {
-		_ = p.cmd.Process.Kill()
-		_ = p.cmd.Wait()
-	})
-}
+func (p *peerProcess) stop() { p.Stop(10 * time.Second) }
 
 func TestRemoteKillDashNineFailsPendingCallsAtOnce(t *testing.T) {
 	cl := etcdtest.Start(t)
@@ -227,7 +180,7 @@ func TestRemoteKillDashNineFailsPendingCallsAtOnce(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	start := time.Now()
-	peer.kill()
+	peer.Kill()
 	for range callers {
 		if err := <-errs; !errors.Is(err, cohort.ErrNodeDown) {
 			t.Fatalf("pending call after kill -9 = %v", err)

@@ -3,13 +3,11 @@
 package cohort_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,13 +15,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/cohort-go/cohort"
 	"github.com/cohort-go/cohort/actor"
 	"github.com/cohort-go/cohort/internal/etcdtest"
+	"github.com/cohort-go/cohort/internal/proctest"
 	"github.com/cohort-go/cohort/supervisor"
 )
 
@@ -39,16 +37,6 @@ func init() {
 	if id := os.Getenv(envSingletonPeer); id != "" {
 		os.Exit(runSingletonPeer(id, strings.Split(os.Getenv(envSingletonEtcd), ",")))
 	}
-}
-
-// mono reads CLOCK_MONOTONIC, which every process on the machine shares,
-// so instants taken in different processes compare.
-func mono() int64 {
-	var ts syscall.Timespec
-	if _, _, e := syscall.Syscall(syscall.SYS_CLOCK_GETTIME, 1 /* CLOCK_MONOTONIC */, uintptr(unsafe.Pointer(&ts)), 0); e != 0 {
-		panic(e)
-	}
-	return ts.Nano()
 }
 
 // out serializes a peer's report lines.
@@ -67,36 +55,21 @@ type tickMsg struct{}
 // before the check. It reports its start and stop, and on losing its term
 // tries a write with its now stale token.
 type ticker struct {
-	term *supervisor.Term
-	out  *out
-	stop chan struct{}
-	done chan struct{}
+	term      *supervisor.Term
+	out       *out
+	stopTicks func()
 }
 
 func (k *ticker) Init(ctx *actor.Context, _ any) error {
-	k.out.say("start %d %d", k.term.Token(), mono())
-	k.stop, k.done = make(chan struct{}), make(chan struct{})
-	sys, self := ctx.System(), ctx.Self()
-	go func() {
-		defer close(k.done)
-		t := time.NewTicker(5 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-k.stop:
-				return
-			case <-t.C:
-				_ = sys.Send(self, tickMsg{})
-			}
-		}
-	}()
+	k.out.say("start %d %d", k.term.Token(), proctest.Mono())
+	k.stopTicks = proctest.Every(ctx.System(), ctx.Self(), 5*time.Millisecond, tickMsg{})
 	return nil
 }
 
 func (k *ticker) HandleCall(*actor.Context, any) (any, error) { return nil, actor.ErrUnhandled }
 
 func (k *ticker) HandleInfo(*actor.Context, any) error {
-	at := mono()
+	at := proctest.Mono()
 	if k.term.Alive() {
 		k.out.say("tick %d %d", k.term.Token(), at)
 	}
@@ -104,9 +77,8 @@ func (k *ticker) HandleInfo(*actor.Context, any) error {
 }
 
 func (k *ticker) Terminate(_ *actor.Context, reason error) {
-	close(k.stop)
-	<-k.done
-	k.out.say("stop %d %d %q", k.term.Token(), mono(), reason.Error())
+	k.stopTicks()
+	k.out.say("stop %d %d %q", k.term.Token(), proctest.Mono(), reason.Error())
 	if errors.Is(reason, supervisor.ErrLeadershipLost) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -185,88 +157,31 @@ func (r *reports) snapshot() []report {
 	return slices.Clone(r.all)
 }
 
-// singletonPeer is a node running the ticker singleton in another process.
-type singletonPeer struct {
-	id    string
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	lines sync.WaitGroup
-	once  sync.Once
-}
-
-func startSingletonPeer(t *testing.T, id string, endpoints []string, rec *reports) *singletonPeer {
+// startSingletonPeer starts the test binary as node id on etcd endpoints,
+// running the ticker singleton, and waits up to 30s until it serves; its
+// report lines go to rec. The peer is stopped when t ends.
+func startSingletonPeer(t *testing.T, id string, endpoints []string, rec *reports) *peerProcess {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envSingletonPeer+"="+id, envSingletonEtcd+"="+strings.Join(endpoints, ","))
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
+	s := proctest.TestBinary("peer "+id, envSingletonPeer+"="+id, envSingletonEtcd+"="+strings.Join(endpoints, ","))
+	s.OnLine = func(line string) {
+		f := strings.SplitN(line, " ", 4)
+		if len(f) < 2 {
+			return
+		}
+		rp := report{peer: id, kind: f[0]}
+		rp.token, _ = strconv.ParseInt(f[1], 10, 64)
+		if len(f) > 2 {
+			rp.at, _ = strconv.ParseInt(f[2], 10, 64)
+			rp.rest = strings.Join(f[2:], " ")
+		}
+		rec.add(rp)
+	}
+	p, err := startPeerProcess(s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start peer %s: %v", id, err)
-	}
-	p := &singletonPeer{id: id, cmd: cmd, stdin: stdin}
 	t.Cleanup(p.stop)
-	ready := make(chan struct{})
-	p.lines.Add(1)
-	go func() {
-		defer p.lines.Done()
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := sc.Text()
-			if line == "ready" {
-				close(ready)
-				continue
-			}
-			f := strings.SplitN(line, " ", 4)
-			if len(f) < 2 {
-				continue
-			}
-			rp := report{peer: id, kind: f[0]}
-			rp.token, _ = strconv.ParseInt(f[1], 10, 64)
-			if len(f) > 2 {
-				rp.at, _ = strconv.ParseInt(f[2], 10, 64)
-				rp.rest = strings.Join(f[2:], " ")
-			}
-			rec.add(rp)
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("peer %s not ready within 30s", id)
-	}
 	return p
-}
-
-// stop ends the peer gracefully (closing its stdin), or kills it after
-// 10s, and waits for its output to be read.
-func (p *singletonPeer) stop() {
-	p.once.Do(func() {
-		_ = p.cmd.Process.Signal(syscall.SIGCONT)
-		_ = p.stdin.Close()
-		done := make(chan struct{})
-		go func() { p.lines.Wait(); _ = p.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-done
-		}
-	})
-}
-
-func (p *singletonPeer) kill() {
-	p.once.Do(func() {
-		_ = p.cmd.Process.Kill()
-		p.lines.Wait()
-		_ = p.cmd.Wait()
-	})
 }
 
 // Three node processes run one singleton. kill -9 of the holder: another
@@ -279,7 +194,7 @@ func (p *singletonPeer) kill() {
 func TestSingletonProcessesKillStopAndPause(t *testing.T) {
 	cl := etcdtest.Start(t)
 	rec := &reports{}
-	peers := map[string]*singletonPeer{}
+	peers := map[string]*peerProcess{}
 	for _, id := range []string{"p1", "p2", "p3"} {
 		peers[id] = startSingletonPeer(t, id, cl.Endpoints(), rec)
 	}
@@ -304,8 +219,8 @@ func TestSingletonProcessesKillStopAndPause(t *testing.T) {
 	waitTicks(first.token)
 
 	// kill -9 of the holder.
-	killedAt := mono()
-	peers[first.peer].kill()
+	killedAt := proctest.Mono()
+	peers[first.peer].Kill()
 	second := waitStart(first.token, 3*singletonPeerTTL)
 	takeover := time.Duration(second.at - killedAt)
 	t.Logf("kill -9 of %s: %s took over %v later (TTL %v)", first.peer, second.peer, takeover, singletonPeerTTL)
@@ -319,16 +234,16 @@ func TestSingletonProcessesKillStopAndPause(t *testing.T) {
 
 	// SIGSTOP of the new holder for longer than the TTL.
 	paused := peers[second.peer]
-	if err := paused.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := paused.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	stoppedAt := mono()
+	stoppedAt := proctest.Mono()
 	third := waitStart(second.token, 3*singletonPeerTTL)
 	t.Logf("SIGSTOP of %s: %s took over %v later", second.peer, third.peer, time.Duration(third.at-stoppedAt))
 	waitTicks(third.token)
 	time.Sleep(200 * time.Millisecond) // both would tick now if fencing failed
-	resumedAt := mono()
-	if err := paused.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+	resumedAt := proctest.Mono()
+	if err := paused.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, 5*time.Second, "the resumed holder to learn it lost", func() bool {
@@ -349,7 +264,7 @@ func TestSingletonProcessesKillStopAndPause(t *testing.T) {
 	}
 
 	// A graceful stop of the holder hands over at once.
-	stoppingAt := mono()
+	stoppingAt := proctest.Mono()
 	peers[third.peer].stop()
 	fourth := waitStart(third.token, 5*time.Second)
 	graceful := time.Duration(fourth.at - stoppingAt)
