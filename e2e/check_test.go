@@ -15,6 +15,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/cohort-go/cohort/internal/proctest"
 	"github.com/cohort-go/cohort/supervisor"
 )
 
@@ -258,7 +259,7 @@ func settled(ctx context.Context, cli *clientv3.Client, sup *supervisor.Distribu
 	if slices.Sort(members); !slices.Equal(members, slices.Sorted(slices.Values(live))) {
 		add("the ring has %v, the live nodes are %v", members, live)
 	}
-	now := mono()
+	now := proctest.Mono()
 	fresh := now - int64(freshWithin)
 	s := rec.snapshot()
 	freshIncs := func(id string) []inc {

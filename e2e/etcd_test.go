@@ -134,7 +134,7 @@ func (c *etcdCluster) kill(i int) {
 	c.procs[i] = nil
 	c.mu.Unlock()
 	if p != nil {
-		p.kill()
+		p.Kill()
 	}
 }
 
@@ -144,7 +144,7 @@ func (c *etcdCluster) restart(i int) error { return c.startMember(i) }
 func (c *etcdCluster) running(i int) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.procs[i] != nil && c.procs[i].alive()
+	return c.procs[i] != nil && c.procs[i].Alive()
 }
 
 func (c *etcdCluster) stopAll() {
@@ -153,7 +153,7 @@ func (c *etcdCluster) stopAll() {
 		p := c.procs[i]
 		c.mu.Unlock()
 		if p != nil {
-			p.stop(10 * time.Second)
+			p.Stop(10 * time.Second)
 		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/cohort-go/cohort"
 	"github.com/cohort-go/cohort/internal/embedetcd"
 	"github.com/cohort-go/cohort/internal/etcdtest"
+	"github.com/cohort-go/cohort/internal/proctest"
 	"github.com/cohort-go/cohort/supervisor"
 )
 
@@ -233,7 +234,7 @@ func (s *suite) startNode(n *node) error {
 		s.t.Logf("%s: %v; trying another port", n.id, err)
 	}
 	go func() {
-		<-p.done
+		<-p.Done()
 		s.rec.processEnded(n.id)
 	}()
 	n.p = p
@@ -250,7 +251,7 @@ func (s *suite) stopNodes() {
 		go func() {
 			defer wg.Done()
 			n.heal()
-			n.p.stop(30 * time.Second)
+			n.p.Stop(30 * time.Second)
 		}()
 	}
 	wg.Wait()
@@ -404,7 +405,7 @@ func (s *suite) restartTypes(kind string) {
 			return
 		}
 	}
-	at := mono()
+	at := proctest.Mono()
 	s.mu.Lock()
 	delete(s.exp.present, exiting)
 	s.exp.exited[exiting] = at
@@ -439,8 +440,8 @@ func (s *suite) waitSettled(kind, what string, live []string) time.Duration {
 		}
 		if time.Now().After(deadline) {
 			for _, n := range s.nodes {
-				if n.p != nil && n.p.alive() {
-					_ = syscall.Kill(n.p.cmd.Process.Pid, syscall.SIGUSR1)
+				if n.p != nil && n.p.Alive() {
+					_ = n.p.Signal(syscall.SIGUSR1)
 				}
 			}
 			s.violate(kind, violation{invNotSettled, fmt.Sprintf("%s: not settled within %v: %s", what, s.cfg.settle, problem)})
@@ -572,8 +573,8 @@ func (s *suite) restart(kind string, n *node) {
 // starts again.
 func (s *suite) kill9(n *node) {
 	s.count(faultKill)
-	t0 := mono()
-	n.p.kill()
+	t0 := proctest.Mono()
+	n.p.Kill()
 	s.waitSettled(faultKill, "after kill -9 of "+n.id, s.liveIDs(n))
 	s.measure(faultKill, n, t0)
 	s.restart(faultKill, n)
@@ -585,17 +586,17 @@ func (s *suite) kill9(n *node) {
 // exactly once.
 func (s *suite) pauseNode(n *node, hold time.Duration) {
 	s.count(faultPause)
-	t0 := mono()
-	if err := n.p.pause(); err != nil {
+	t0 := proctest.Mono()
+	if err := n.p.Signal(syscall.SIGSTOP); err != nil {
 		s.t.Fatal(err)
 	}
 	s.rec.paused(n.id, t0)
 	if hold > s.cfg.ttl+time.Second {
 		s.waitSettled(faultPause, fmt.Sprintf("while %s is stopped", n.id), s.liveIDs(n))
 	}
-	time.Sleep(time.Duration(t0 + int64(hold) - mono()))
-	resumed := mono()
-	if err := n.p.resume(); err != nil {
+	time.Sleep(time.Duration(t0 + int64(hold) - proctest.Mono()))
+	resumed := proctest.Mono()
+	if err := n.p.Signal(syscall.SIGCONT); err != nil {
 		s.t.Fatal(err)
 	}
 	s.rec.resumed(n.id, resumed)
@@ -606,12 +607,12 @@ func (s *suite) pauseNode(n *node, hold time.Duration) {
 // partition cuts a node off from every etcd member for hold, then heals.
 func (s *suite) partition(n *node, hold time.Duration) {
 	s.count(faultPartition)
-	t0 := mono()
+	t0 := proctest.Mono()
 	n.cut()
 	if hold > s.cfg.ttl+time.Second {
 		s.waitSettled(faultPartition, fmt.Sprintf("while %s is cut off", n.id), s.liveIDs(n))
 	}
-	time.Sleep(time.Duration(t0 + int64(hold) - mono()))
+	time.Sleep(time.Duration(t0 + int64(hold) - proctest.Mono()))
 	n.heal()
 	s.waitSettled(faultPartition, fmt.Sprintf("after %s was cut off for %v", n.id, hold), s.liveIDs(nil))
 	s.measure(faultPartition, n, t0)
@@ -661,7 +662,7 @@ const linkBackLimit = 10 * time.Second
 // and the token of the running singleton term.
 func (s *suite) running() (map[string]string, int64) {
 	snap := s.rec.snapshot()
-	fresh := mono() - int64(freshWithin)
+	fresh := proctest.Mono() - int64(freshWithin)
 	incs := map[string]string{}
 	for id, is := range snap.byID {
 		for _, i := range is {
@@ -696,7 +697,7 @@ func (s *suite) pair() (*node, *node) {
 func (s *suite) linkFault(kind string, a, b *node, hold time.Duration) {
 	s.count(kind)
 	before, token := s.running()
-	t0 := mono()
+	t0 := proctest.Mono()
 	for _, d := range [][2]*node{{a, b}, {b, a}} {
 		if kind == faultLinkHole {
 			d[1].link.PauseFrom(d[0].id)
@@ -704,10 +705,10 @@ func (s *suite) linkFault(kind string, a, b *node, hold time.Duration) {
 			d[1].link.CutFrom(d[0].id)
 		}
 	}
-	at := mono()
+	at := proctest.Mono()
 	links := []*linkCut{s.rec.cutLink(a.id, b.id, at), s.rec.cutLink(b.id, a.id, at)}
-	time.Sleep(time.Duration(t0 + int64(hold) - mono()))
-	healed := mono()
+	time.Sleep(time.Duration(t0 + int64(hold) - proctest.Mono()))
+	healed := proctest.Mono()
 	for _, l := range links {
 		s.rec.healLink(l, healed)
 	}
@@ -775,8 +776,8 @@ func (s *suite) linkFault(kind string, a, b *node, hold time.Duration) {
 func (s *suite) rolling() {
 	for _, n := range s.nodes {
 		s.count(faultRolling)
-		t0 := mono()
-		if !n.p.stop(45 * time.Second) {
+		t0 := proctest.Mono()
+		if !n.p.Stop(45 * time.Second) {
 			s.violate(faultRolling, violation{invStopHung, fmt.Sprintf("%s did not stop within 45s; killed", n.id)})
 		}
 		s.waitSettled(faultRolling, "after the graceful stop of "+n.id, s.liveIDs(n))

@@ -3,41 +3,30 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
-	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/cohort-go/cohort/internal/proctest"
 )
 
 // proc is a re-executed test binary in its own process group. Its stdout
 // is read line by line into onLine; its stderr goes to a file that is
 // scanned for data races and panics when the test ends.
 type proc struct {
-	name   string
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	stderr string
-	ready  chan string   // the text after "ready", once
-	done   chan struct{} // closed once the process has exited and its output is read
-
-	mu       sync.Mutex
-	paused   bool
-	exitErr  error
-	finished bool
+	*proctest.Process
+	name string
 }
 
 // procs tracks every process a test started, so that all of them are
@@ -46,11 +35,15 @@ type procs struct {
 	t   testing.TB
 	dir string
 
-	mu   sync.Mutex
-	all  []*proc
-	logs []string
-	seq  int
+	mu      sync.Mutex
+	all     []*proc
+	stderrs []stderrFile // of every process started, ready or not
+	logs    []string
+	seq     int
 }
+
+// stderrFile is where a process's stderr goes.
+type stderrFile struct{ name, path string }
 
 func newProcs(t testing.TB) *procs {
 	ps := &procs{t: t, dir: t.TempDir()}
@@ -65,78 +58,24 @@ func (ps *procs) start(name string, env []string, onLine func(string), limit tim
 	ps.mu.Lock()
 	ps.seq++
 	errPath := filepath.Join(ps.dir, fmt.Sprintf("%s-%d.stderr", name, ps.seq))
+	ps.stderrs = append(ps.stderrs, stderrFile{name, errPath})
 	ps.mu.Unlock()
 	errFile, err := os.Create(errPath)
 	if err != nil {
 		return nil, err
 	}
 	defer errFile.Close()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stderr = errFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	stdin, err := cmd.StdinPipe()
+	s := proctest.TestBinary(name, env...)
+	s.Stderr, s.Group, s.OnLine, s.ReadyWithin = errFile, true, onLine, limit
+	pp, err := proctest.Start(s)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w; stderr: %s", err, tail(errPath, 2000))
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, stdin: stdin, stderr: errPath, ready: make(chan string, 1), done: make(chan struct{})}
+	p := &proc{Process: pp, name: name}
 	ps.mu.Lock()
 	ps.all = append(ps.all, p)
 	ps.mu.Unlock()
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		readySeen := false
-		for sc.Scan() {
-			line := sc.Text()
-			if !readySeen && strings.HasPrefix(line, "ready") {
-				readySeen = true
-				p.ready <- strings.TrimSpace(strings.TrimPrefix(line, "ready"))
-				continue
-			}
-			if onLine != nil {
-				onLine(line)
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-		err := cmd.Wait()
-		p.mu.Lock()
-		p.exitErr, p.finished = err, true
-		p.mu.Unlock()
-		close(p.done)
-	}()
-	select {
-	case <-p.ready:
-		return p, nil
-	case <-p.done:
-		return nil, fmt.Errorf("%s exited before it was ready: %v; stderr: %s", name, p.err(), tail(errPath, 2000))
-	case <-time.After(limit):
-		p.kill()
-		return nil, fmt.Errorf("%s not ready within %v; stderr: %s", name, limit, tail(errPath, 2000))
-	}
-}
-
-func (p *proc) err() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.exitErr
-}
-
-// alive reports whether the process has not exited.
-func (p *proc) alive() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
+	return p, nil
 }
 
 // logger returns a logger that writes, at info level and above, to a file
@@ -157,58 +96,19 @@ func (ps *procs) logger(name string) *zap.Logger {
 	return log
 }
 
-// kill sends SIGKILL to the process group and waits until it is reaped.
-func (p *proc) kill() {
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	<-p.done
-}
-
-// pause stops the process with SIGSTOP.
-func (p *proc) pause() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.paused = true
-	return syscall.Kill(p.cmd.Process.Pid, syscall.SIGSTOP)
-}
-
-// resume continues a paused process with SIGCONT.
-func (p *proc) resume() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.paused = false
-	return syscall.Kill(p.cmd.Process.Pid, syscall.SIGCONT)
-}
-
-// stop asks the process to end by closing its stdin and waits up to limit
-// for it to exit; then it kills it. It reports whether the process ended
-// on its own.
-func (p *proc) stop(limit time.Duration) bool {
-	if !p.alive() {
-		return true
-	}
-	_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGCONT)
-	_ = p.stdin.Close()
-	select {
-	case <-p.done:
-		return true
-	case <-time.After(limit):
-		p.kill()
-		return false
-	}
-}
-
 // cleanup ends every process still running and reports data races,
 // panics and fatal errors found in their stderr.
 func (ps *procs) cleanup() {
 	ps.mu.Lock()
-	all := append([]*proc(nil), ps.all...)
+	all := slices.Clone(ps.all)
+	stderrs := slices.Clone(ps.stderrs)
 	ps.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, p := range all {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p.stop(15 * time.Second)
+			p.Stop(15 * time.Second)
 		}()
 	}
 	wg.Wait()
@@ -216,8 +116,8 @@ func (ps *procs) cleanup() {
 		keep, err := os.MkdirTemp("", "cohort-e2e-")
 		if err == nil {
 			paths := slices.Clone(ps.logs)
-			for _, p := range all {
-				paths = append(paths, p.stderr)
+			for _, e := range stderrs {
+				paths = append(paths, e.path)
 			}
 			for _, path := range paths {
 				if b, err := os.ReadFile(path); err == nil {
@@ -227,14 +127,14 @@ func (ps *procs) cleanup() {
 			ps.t.Logf("stderr of every process kept in %s", keep)
 		}
 	}
-	for _, p := range all {
-		b, err := os.ReadFile(p.stderr)
+	for _, e := range stderrs {
+		b, err := os.ReadFile(e.path)
 		if err != nil {
 			continue
 		}
 		for _, bad := range []string{"WARNING: DATA RACE", "panic: ", "fatal error: "} {
 			if i := bytes.Index(b, []byte(bad)); i >= 0 {
-				ps.t.Errorf("%s stderr has %q:\n%s", p.name, bad, b[i:min(len(b), i+6000)])
+				ps.t.Errorf("%s stderr has %q:\n%s", e.name, bad, b[i:min(len(b), i+6000)])
 			}
 		}
 	}
@@ -273,10 +173,10 @@ func (ps *procs) sourceOf(c net.Conn) string {
 	all := slices.Clone(ps.all)
 	ps.mu.Unlock()
 	for _, p := range all {
-		if !p.alive() {
+		if !p.Alive() {
 			continue
 		}
-		dir := fmt.Sprintf("/proc/%d/fd", p.cmd.Process.Pid)
+		dir := fmt.Sprintf("/proc/%d/fd", p.Pid())
 		fds, err := os.ReadDir(dir)
 		if err != nil {
 			continue

@@ -24,6 +24,7 @@ import (
 
 	"github.com/cohort-go/cohort"
 	"github.com/cohort-go/cohort/actor"
+	"github.com/cohort-go/cohort/internal/proctest"
 	"github.com/cohort-go/cohort/lease"
 	"github.com/cohort-go/cohort/supervisor"
 )
@@ -177,7 +178,7 @@ func runNode() int {
 	signal.Notify(dump, syscall.SIGUSR1)
 	go func() {
 		for range dump {
-			fmt.Fprintf(os.Stderr, "=== goroutines of %s at %d\n", id, mono())
+			fmt.Fprintf(os.Stderr, "=== goroutines of %s at %d\n", id, proctest.Mono())
 			_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 2)
 		}
 	}()
@@ -299,7 +300,7 @@ func (w *workload) flush() {
 		fmt.Fprintf(&b, "sing %d %d %d %d %d %d %s\n", tr.token, tr.start, tr.lastAlive, tr.lastAny, tr.end, tr.writes, stale)
 	}
 	clear(w.tenures)
-	fmt.Fprintf(&b, "lag %d %d\n", mono(), w.lag)
+	fmt.Fprintf(&b, "lag %d %d\n", proctest.Mono(), w.lag)
 	w.lag = 0
 	c := w.calls
 	fmt.Fprintf(&b, "calls %d %d %d %d %d %d\n", c.total, c.ok, c.deadline, c.nodeDown, c.other, c.maxOver)
@@ -337,13 +338,13 @@ func (w *workload) measureLag() {
 	t := time.NewTimer(nap)
 	defer t.Stop()
 	for {
-		before := mono()
+		before := proctest.Mono()
 		select {
 		case <-w.stop:
 			return
 		case <-t.C:
 		}
-		lag := mono() - before - int64(nap)
+		lag := proctest.Mono() - before - int64(nap)
 		w.mu.Lock()
 		w.lag = max(w.lag, lag)
 		w.mu.Unlock()
@@ -400,11 +401,11 @@ func (w *workload) callLoop(ids []string, msg string) {
 			to = ref.Node
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), limit)
-		start := mono()
+		start := proctest.Mono()
 		dl, _ := ctx.Deadline()
 		deadline := start + int64(time.Until(dl))
 		v, err := w.sup.Call(ctx, id, msg)
-		end := mono()
+		end := proctest.Mono()
 		cancel()
 		if s, ok := v.(string); ok && err == nil {
 			to, _, _ = strings.Cut(s, "/")
@@ -477,7 +478,7 @@ func (c *hbChild) Init(ctx *actor.Context, args any) error {
 // begin records the start of an incarnation; init is a counter's
 // handed-off value, or -1.
 func (c *hbChild) begin(ctx *actor.Context, id string, init int64) {
-	at := mono()
+	at := proctest.Mono()
 	c.ep = c.w.n.Session().Current()
 	c.rec = &incRec{id: id, ref: ctx.Self(), start: at, init: init, handoff: -1, last: -1}
 	alive := c.ep.Alive()
@@ -489,14 +490,14 @@ func (c *hbChild) begin(ctx *actor.Context, id string, init int64) {
 
 func (c *hbChild) HandleInfo(_ *actor.Context, msg any) error {
 	if _, ok := msg.(hbTick); ok {
-		at := mono()
+		at := proctest.Mono()
 		c.w.touch(c.rec, at, c.ep.Alive())
 	}
 	return nil
 }
 
 func (c *hbChild) HandleCall(ctx *actor.Context, msg any) (any, error) {
-	at := mono()
+	at := proctest.Mono()
 	c.w.touch(c.rec, at, c.ep.Alive())
 	switch msg {
 	case msgExit:
@@ -532,7 +533,7 @@ func (c *ctrChild) HandleCall(ctx *actor.Context, msg any) (any, error) {
 	if msg != msgAdd {
 		return c.hbChild.HandleCall(ctx, msg)
 	}
-	at := mono()
+	at := proctest.Mono()
 	c.w.touch(c.rec, at, c.ep.Alive())
 	c.n++
 	c.w.mu.Lock()
@@ -551,7 +552,7 @@ func (c *ctrChild) Handoff(*actor.Context) ([]byte, error) {
 }
 
 func (c *hbChild) Terminate(_ *actor.Context, reason error) {
-	at := mono()
+	at := proctest.Mono()
 	c.w.touch(c.rec, at, c.ep.Alive())
 	c.w.mu.Lock()
 	c.rec.end, c.rec.why = at, endReason(reason)
@@ -581,33 +582,18 @@ type writeTick struct{}
 // appends an entry to the list in etcd with a write guarded by its fencing
 // token. On losing its term it tries one more write with the stale token.
 type writer struct {
-	w    *workload
-	term *supervisor.Term
-	rec  *tenureRec
-	seq  int
-	stop chan struct{}
-	done chan struct{}
+	w         *workload
+	term      *supervisor.Term
+	rec       *tenureRec
+	seq       int
+	stopTicks func()
 }
 
 func (k *writer) Init(ctx *actor.Context, _ any) error {
-	at := mono()
+	at := proctest.Mono()
 	k.rec = &tenureRec{token: k.term.Token(), start: at}
 	k.w.tenureTouch(k.rec, at, k.term.Alive())
-	k.stop, k.done = make(chan struct{}), make(chan struct{})
-	sys, self := ctx.System(), ctx.Self()
-	go func() {
-		defer close(k.done)
-		t := time.NewTicker(writeEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-k.stop:
-				return
-			case <-t.C:
-				_ = sys.Send(self, writeTick{})
-			}
-		}
-	}()
+	k.stopTicks = proctest.Every(ctx.System(), ctx.Self(), writeEvery, writeTick{})
 	return nil
 }
 
@@ -617,7 +603,7 @@ func (k *writer) HandleInfo(_ *actor.Context, msg any) error {
 	if _, ok := msg.(writeTick); !ok {
 		return nil
 	}
-	at := mono()
+	at := proctest.Mono()
 	alive := k.term.Alive()
 	k.w.tenureTouch(k.rec, at, alive)
 	if !alive {
@@ -636,9 +622,8 @@ func (k *writer) HandleInfo(_ *actor.Context, msg any) error {
 }
 
 func (k *writer) Terminate(_ *actor.Context, reason error) {
-	close(k.stop)
-	<-k.done
-	at := mono()
+	k.stopTicks()
+	at := proctest.Mono()
 	k.w.tenureTouch(k.rec, at, k.term.Alive())
 	stale := "-"
 	if errors.Is(reason, supervisor.ErrLeadershipLost) {
