@@ -13,16 +13,13 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -31,6 +28,7 @@ import (
 	"github.com/cohort-go/cohort"
 	"github.com/cohort-go/cohort/actor"
 	"github.com/cohort-go/cohort/election"
+	"github.com/cohort-go/cohort/internal/proctest"
 	"github.com/cohort-go/cohort/supervisor"
 )
 
@@ -58,10 +56,9 @@ func main() {
 // Ledger is the singleton: while its term lasts it appends to the ledger
 // key in etcd, each write fenced by the term's token.
 type Ledger struct {
-	term *supervisor.Term
-	seq  int
-	stop chan struct{}
-	done chan struct{}
+	term      *supervisor.Term
+	seq       int
+	stopTicks func()
 }
 
 type tick struct{}
@@ -69,21 +66,7 @@ type tick struct{}
 // Init starts the ledger's write timer.
 func (l *Ledger) Init(ctx *actor.Context, _ any) error {
 	say("elected with fencing token %d: writing the ledger", l.term.Token())
-	l.stop, l.done = make(chan struct{}), make(chan struct{})
-	sys, self := ctx.System(), ctx.Self()
-	go func() {
-		defer close(l.done)
-		t := time.NewTicker(200 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-l.stop:
-				return
-			case <-t.C:
-				_ = sys.Send(self, tick{})
-			}
-		}
-	}()
+	l.stopTicks = proctest.Every(ctx.System(), ctx.Self(), 200*time.Millisecond, tick{})
 	return nil
 }
 
@@ -113,8 +96,7 @@ func (l *Ledger) write(ctx context.Context) {
 // Terminate says why the ledger stops; after losing its term it tries
 // one last write, which etcd rejects.
 func (l *Ledger) Terminate(ctx *actor.Context, reason error) {
-	close(l.stop)
-	<-l.done
+	l.stopTicks()
 	say("ledger stopped: %v", reason)
 	if errors.Is(reason, supervisor.ErrLeadershipLost) {
 		l.write(context.Background())
@@ -147,66 +129,21 @@ func runNode(id string, endpoints []string) error {
 	return n.Stop(context.Background())
 }
 
-// proc is a node process of the demo.
-type proc struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	out   sync.WaitGroup
-}
-
-func spawn(id string, endpoints []string) (*proc, error) {
+// spawn starts this program again as node id and waits up to 30s until
+// it serves; the node's output goes to this process's.
+func spawn(id string, endpoints []string) (*proctest.Process, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(exe, "-node", id, "-endpoints", strings.Join(endpoints, ","))
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &proc{cmd: cmd, stdin: stdin}
-	ready := make(chan struct{})
-	p.out.Add(1)
-	go func() {
-		defer p.out.Done()
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if sc.Text() == "ready" {
-				close(ready)
-				continue
-			}
-			fmt.Println(sc.Text())
-		}
-	}()
-	select {
-	case <-ready:
-		return p, nil
-	case <-time.After(30 * time.Second):
-		p.kill()
-		return nil, fmt.Errorf("node %s did not start within 30s", id)
-	}
-}
-
-// stop closes the process's stdin, so it stops gracefully, and waits.
-func (p *proc) stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGCONT)
-	_ = p.stdin.Close()
-	p.out.Wait()
-	_ = p.cmd.Wait()
-}
-
-func (p *proc) kill() {
-	_ = p.cmd.Process.Kill()
-	p.out.Wait()
-	_ = p.cmd.Wait()
+	return proctest.Start(proctest.Spec{
+		Name:        "node " + id,
+		Path:        exe,
+		Args:        []string{"-node", id, "-endpoints", strings.Join(endpoints, ",")},
+		Stderr:      os.Stderr,
+		OnLine:      func(line string) { fmt.Println(line) },
+		ReadyWithin: 30 * time.Second,
+	})
 }
 
 func demo() error {
@@ -219,10 +156,10 @@ func demo() error {
 		return err
 	}
 	defer obs.Stop(context.Background())
-	procs := map[string]*proc{}
+	procs := map[string]*proctest.Process{}
 	defer func() {
 		for _, p := range procs {
-			p.stop()
+			p.Stop(0)
 		}
 	}()
 	for _, id := range []string{"node-1", "node-2", "node-3"} {
@@ -270,7 +207,7 @@ func demo() error {
 
 	fmt.Printf("\n== kill -9 %s\n", leader.Value)
 	at := time.Now()
-	procs[leader.Value].kill()
+	procs[leader.Value].Kill()
 	delete(procs, leader.Value)
 	leader, err = next(leader.Value)
 	if err != nil {
@@ -282,7 +219,7 @@ func demo() error {
 	paused := leader.Value
 	fmt.Printf("\n== SIGSTOP %s for longer than the TTL\n", paused)
 	at = time.Now()
-	if err := procs[paused].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := procs[paused].Signal(syscall.SIGSTOP); err != nil {
 		return err
 	}
 	leader, err = next(paused)
@@ -292,7 +229,7 @@ func demo() error {
 	fmt.Printf("== %s took over %v after the pause (token %d)\n", leader.Value, time.Since(at).Round(time.Millisecond), leader.Rev)
 	show()
 	fmt.Printf("\n== SIGCONT %s: it finds its term over; its writes with the old token are rejected\n", paused)
-	if err := procs[paused].cmd.Process.Signal(syscall.SIGCONT); err != nil {
+	if err := procs[paused].Signal(syscall.SIGCONT); err != nil {
 		return err
 	}
 	show()
@@ -301,7 +238,7 @@ func demo() error {
 	at = time.Now()
 	stopping := procs[leader.Value]
 	delete(procs, leader.Value)
-	go stopping.stop()
+	go stopping.Stop(0)
 	old := leader.Value
 	leader, err = next(old)
 	if err != nil {
@@ -309,12 +246,12 @@ func demo() error {
 	}
 	fmt.Printf("== %s took over %v after the stop began (token %d)\n", leader.Value, time.Since(at).Round(time.Millisecond), leader.Rev)
 	show()
-	stopping.out.Wait()
+	<-stopping.Done()
 
 	fmt.Println("\n== stopping")
 	stopObserving()
 	for id, p := range procs {
-		p.stop()
+		p.Stop(0)
 		delete(procs, id)
 	}
 	return nil
