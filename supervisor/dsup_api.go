@@ -138,7 +138,7 @@ func (d *Distributed) putSpec(ctx context.Context, spec ChildSpec) (bool, error)
 	return resp.Succeeded, nil
 }
 
-// StartChildren stores many specs at once, in transactions of up to 100
+// StartChildren stores many specs at once, in transactions of up to 127
 // with a few in flight, and returns their ids without waiting for them to
 // run: the way to start tens of thousands of children. Specs whose id
 // exists are skipped. Every spec is validated before any is stored: an
