@@ -245,8 +245,8 @@ func MaybeRunNode() {
 }
 
 // startCounters runs a StartCounters on sup and returns how long it took.
-func startCounters(sup *supervisor.Distributed, m StartCounters) (time.Duration, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(max(m.TimeoutSeconds, 1))*time.Second)
+func startCounters(ctx context.Context, sup *supervisor.Distributed, m StartCounters) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(max(m.TimeoutSeconds, 1))*time.Second)
 	defer cancel()
 	specs := make([]supervisor.ChildSpec, m.N)
 	for i := range specs {
@@ -319,14 +319,21 @@ func RunNode(ctx context.Context, cfg NodeConfig, in io.ReadCloser, out io.Write
 	}
 	var startMu sync.Mutex
 	var startStatus StartStatus
+	// A start runs until done, its timeout, or the node's end, and the
+	// node waits for it before it stops.
+	runCtx, cancelStarts := context.WithCancel(ctx)
+	var starts sync.WaitGroup
+	defer func() { cancelStarts(); starts.Wait() }()
 	control := actor.Func(func(ctx *actor.Context, msg any) (any, error) {
 		switch m := msg.(type) {
 		case StartCounters:
 			startMu.Lock()
 			startStatus = StartStatus{}
 			startMu.Unlock()
+			starts.Add(1)
 			go func() {
-				took, err := startCounters(sup, m)
+				defer starts.Done()
+				took, err := startCounters(runCtx, sup, m)
 				startMu.Lock()
 				startStatus = StartStatus{Done: true, Took: took}
 				if err != nil {
