@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cohort-go/cohort/actor"
+	"github.com/cohort-go/cohort/lease"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.uber.org/zap"
 )
@@ -107,6 +108,10 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.DialTimeout < 0 || c.LeaseTTL < 0 || c.LeaseMargin < 0 {
 		return c, fmt.Errorf("%w: DialTimeout, LeaseTTL and LeaseMargin must not be negative", ErrInvalidConfig)
+	}
+	if c.LeaseTTL != 0 && c.LeaseTTL < lease.MinTTL {
+		return c, fmt.Errorf("%w: LeaseTTL %v is below etcd's minimum lease TTL of %v: set it to at least %v, or leave it 0 for the default 5s",
+			ErrInvalidConfig, c.LeaseTTL, lease.MinTTL, lease.MinTTL)
 	}
 	for _, e := range c.Endpoints {
 		if e == "" {

@@ -63,7 +63,8 @@ type Node struct {
 
 // Start starts a node: it connects to etcd (or starts an embedded one),
 // grants the session lease, claims the member key, and starts the ring
-// watch and the registry. It fails with ErrDuplicateNode if a live node
+// watch and the registry. It fails with ErrInvalidConfig (naming the field)
+// for a Config it cannot work with, with ErrDuplicateNode if a live node
 // already has the id, with ErrEtcdUnreachable if etcd does not answer within
 // DialTimeout, and with ctx's error when ctx ends first. Whatever was started
 // is stopped again on failure.
@@ -109,6 +110,10 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.session, err = lease.Start(n.ctx, n.client, lease.Config{TTL: cfg.LeaseTTL, Margin: cfg.LeaseMargin, Logger: n.log})
+	if errors.Is(err, lease.ErrInvalidConfig) {
+		return nil, fmt.Errorf("%w: LeaseTTL %v, LeaseMargin %v: %w (lower LeaseMargin or raise LeaseTTL)",
+			ErrInvalidConfig, cfg.LeaseTTL, cfg.LeaseMargin, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cohort: session lease: %w", err)
 	}
@@ -153,6 +158,9 @@ func (n *Node) startEmbedded(ctx context.Context) ([]string, error) {
 	}
 	srv, err := embedetcd.Start(ctx, embedetcd.Config{Dir: dir, ClientURL: n.cfg.EmbeddedClientURL,
 		Logger: n.cfg.Logger.Named("etcd")})
+	if errors.Is(err, embedetcd.ErrInvalidConfig) {
+		return nil, fmt.Errorf("%w: embedded etcd (EmbeddedClientURL %q): %w", ErrInvalidConfig, n.cfg.EmbeddedClientURL, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cohort: embedded etcd: %w", err)
 	}
