@@ -29,17 +29,19 @@ func (n *Node) RegisterKind(kind string, f supervisor.Factory) error {
 	}
 	slices.Sort(kinds)
 	n.mu.Unlock()
-	return n.updateMember(func(m *ring.Member) { m.Kinds = mergeSorted(m.Kinds, kinds) })
+	return n.updateMember(context.Background(), func(m *ring.Member) { m.Kinds = mergeSorted(m.Kinds, kinds) })
 }
 
 // updateMember changes the node's member record and re-puts its key under
 // the current lease epoch.
-func (n *Node) updateMember(change func(*ring.Member)) error {
+func (n *Node) updateMember(ctx context.Context, change func(*ring.Member)) error {
 	n.mu.Lock()
 	change(&n.member)
 	n.mu.Unlock()
-	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.DialTimeout)
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.DialTimeout)
 	defer cancel()
+	stop := context.AfterFunc(n.ctx, cancel)
+	defer stop()
 	if err := n.claimMember(ctx, n.session.Current()); err != nil {
 		return err
 	}
@@ -68,21 +70,21 @@ func (n *Node) DistributedSupervisor(ctx context.Context, name string, opts supe
 		n.mu.Unlock()
 		return nil, ErrStopped
 	}
-	if d, ok := n.dsups[name]; ok {
+	if d, ok := n.dsups[name]; ok && !stopped(d) {
 		n.mu.Unlock()
 		return d, nil
 	}
 	n.mu.Unlock()
 	d, err := supervisor.StartDistributed(ctx, supervisor.Cluster{
 		NodeID: n.cfg.NodeID, Prefix: n.cfg.Prefix, Client: n.client, Session: n.session,
-		Ring: n.ring, System: n.sys, Kind: n.kind, Logger: n.log,
+		Ring: n.ring, System: n.sys, Kind: n.kind, Offer: n.offerSupervisor, Logger: n.log,
 	}, name, opts)
 	if err != nil {
 		return nil, err
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if other, ok := n.dsups[name]; ok {
+	if other, ok := n.dsups[name]; ok && !stopped(other) {
 		go d.Stop(context.Background())
 		return other, nil
 	}
@@ -91,6 +93,36 @@ func (n *Node) DistributedSupervisor(ctx context.Context, name string, opts supe
 	}
 	n.dsups[name] = d
 	return d, nil
+}
+
+func stopped(d *supervisor.Distributed) bool {
+	select {
+	case <-d.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// offerSupervisor publishes or withdraws, in the member record, that this
+// node runs the distributed supervisor sup. A node that is stopping has
+// left the ring: the record changes, but its key is not put again.
+func (n *Node) offerSupervisor(ctx context.Context, sup string, on bool) error {
+	change := func(m *ring.Member) {
+		if on {
+			m.Supervisors = mergeSorted(m.Supervisors, []string{sup})
+		} else {
+			m.Supervisors = slices.DeleteFunc(slices.Clone(m.Supervisors), func(s string) bool { return s == sup })
+		}
+	}
+	n.mu.Lock()
+	if n.stopped {
+		change(&n.member)
+		n.mu.Unlock()
+		return nil
+	}
+	n.mu.Unlock()
+	return n.updateMember(ctx, change)
 }
 
 func mergeSorted(a, b []string) []string {

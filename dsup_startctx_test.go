@@ -35,7 +35,8 @@ func TestDistributedOutlivesItsStartContext(t *testing.T) {
 	// A context that has already ended fails the start.
 	if _, err := supervisor.StartDistributed(startCtx, supervisor.Cluster{NodeID: a.ID(), Prefix: a.Prefix(),
 		Client: a.Client(), Session: a.Session(), Ring: a.Ring(), System: a.System(),
-		Kind: func(string) (supervisor.Factory, bool) { return nil, false }}, "other", supervisor.DistributedOptions{}); err == nil {
+		Kind:  func(string) (supervisor.Factory, bool) { return nil, false },
+		Offer: func(context.Context, string, bool) error { return nil }}, "other", supervisor.DistributedOptions{}); err == nil {
 		t.Fatal("StartDistributed with an ended context succeeded")
 	}
 }

@@ -23,6 +23,9 @@ type Member struct {
 	Kinds []string `json:"kinds,omitempty"`
 	// Roles lists the node's role labels, sorted.
 	Roles []string `json:"roles,omitempty"`
+	// Supervisors lists the distributed supervisors running on the node,
+	// sorted: a supervisor places children only on the nodes that run it.
+	Supervisors []string `json:"sups,omitempty"`
 }
 
 // HasKind reports whether m offers kind.
@@ -31,15 +34,20 @@ func (m Member) HasKind(kind string) bool { return slices.Contains(m.Kinds, kind
 // HasRole reports whether m carries role.
 func (m Member) HasRole(role string) bool { return slices.Contains(m.Roles, role) }
 
+// RunsSupervisor reports whether m runs the distributed supervisor name.
+func (m Member) RunsSupervisor(name string) bool { return slices.Contains(m.Supervisors, name) }
+
 func (m Member) clone() Member {
 	m.Kinds = slices.Clone(m.Kinds)
 	m.Roles = slices.Clone(m.Roles)
+	m.Supervisors = slices.Clone(m.Supervisors)
 	return m
 }
 
 func (m Member) equal(o Member) bool {
 	return m.ID == o.ID && m.Addr == o.Addr && m.StartedAt.Equal(o.StartedAt) &&
-		m.Version == o.Version && slices.Equal(m.Kinds, o.Kinds) && slices.Equal(m.Roles, o.Roles)
+		m.Version == o.Version && slices.Equal(m.Kinds, o.Kinds) && slices.Equal(m.Roles, o.Roles) &&
+		slices.Equal(m.Supervisors, o.Supervisors)
 }
 
 // MembersPrefix returns the etcd key prefix under which the members of the
@@ -68,7 +76,7 @@ func checkID(id string) error {
 // encode to equal bytes.
 func normalize(m Member) Member {
 	m = m.clone()
-	for _, l := range []*[]string{&m.Kinds, &m.Roles} {
+	for _, l := range []*[]string{&m.Kinds, &m.Roles, &m.Supervisors} {
 		slices.Sort(*l)
 		*l = slices.Compact(*l)
 		if len(*l) == 0 {
@@ -79,7 +87,7 @@ func normalize(m Member) Member {
 }
 
 // EncodeMember returns the value to store under MemberKey for m: JSON with
-// Kinds and Roles sorted and deduplicated. It fails with ErrInvalidMember
+// Kinds, Roles and Supervisors sorted and deduplicated. It fails with ErrInvalidMember
 // when m has no usable ID.
 func EncodeMember(m Member) ([]byte, error) {
 	if err := checkID(m.ID); err != nil {

@@ -47,7 +47,8 @@ func newClaimTestSupervisor(t *testing.T) (*Distributed, *clientv3.Client, chan 
 	t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
 	got := make(chan InitArgs, 1024)
 	d, err := StartDistributed(ctx, Cluster{NodeID: "a", Prefix: "/claimtest", Client: cli, Session: sess, Ring: rg, System: sys,
-		Kind: func(string) (Factory, bool) { return func() actor.Actor { return &initRecorder{got: got} }, true }},
+		Kind:  func(string) (Factory, bool) { return func() actor.Actor { return &initRecorder{got: got} }, true },
+		Offer: func(context.Context, string, bool) error { return nil }},
 		"users", DistributedOptions{})
 	if err != nil {
 		t.Fatal(err)

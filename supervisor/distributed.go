@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -200,7 +201,12 @@ type Cluster struct {
 	Ring    *ring.Ring
 	System  *actor.System
 	// Kind returns the factory registered under a kind on this node.
-	Kind   func(kind string) (Factory, bool)
+	Kind func(kind string) (Factory, bool)
+	// Offer publishes (on) or withdraws (off) in the node's member record
+	// that this node runs the distributed supervisor sup, and returns once
+	// the node's own ring shows it. A supervisor places children only on
+	// the members that publish it (ring.Member.RunsSupervisor).
+	Offer  func(ctx context.Context, sup string, on bool) error
 	Logger *zap.Logger
 }
 

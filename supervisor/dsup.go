@@ -83,8 +83,8 @@ func StartDistributed(ctx context.Context, c Cluster, name string, o Distributed
 	if err := validateID(name); err != nil {
 		return nil, fmt.Errorf("%w: supervisor name", err)
 	}
-	if c.Client == nil || c.Session == nil || c.Ring == nil || c.System == nil || c.Kind == nil {
-		return nil, fmt.Errorf("%w: Cluster needs Client, Session, Ring, System and Kind", ErrInvalidSpec)
+	if c.Client == nil || c.Session == nil || c.Ring == nil || c.System == nil || c.Kind == nil || c.Offer == nil {
+		return nil, fmt.Errorf("%w: Cluster needs Client, Session, Ring, System, Kind and Offer", ErrInvalidSpec)
 	}
 	in, err := o.Intensity.resolve()
 	if err != nil {
@@ -134,6 +134,10 @@ func StartDistributed(ctx context.Context, c Cluster, name string, o Distributed
 	go d.watchRing(changes, unsubscribe)
 	go d.watchEpochs()
 	go d.loop()
+	if err := c.Offer(ctx, name, true); err != nil {
+		d.Stop(context.Background())
+		return nil, fmt.Errorf("supervisor: distributed %q: publish it in the member record: %w", name, err)
+	}
 	return d, nil
 }
 
@@ -293,7 +297,7 @@ func (d *Distributed) filter(kind string) ring.Filter {
 		return f.(ring.Filter)
 	}
 	f := ring.Filter{Key: "dsup:" + d.name + ":" + kind, Match: func(m ring.Member) bool {
-		if !m.HasKind(kind) {
+		if !m.HasKind(kind) || !m.RunsSupervisor(d.name) {
 			return false
 		}
 		if d.o.Role != "" && !m.HasRole(d.o.Role) {

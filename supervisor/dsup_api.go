@@ -12,6 +12,7 @@ import (
 	"github.com/cohort-go/cohort/internal/mirror"
 	"github.com/cohort-go/cohort/ring"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // prepare validates a spec for starting: an id is generated if empty, a
@@ -222,6 +223,9 @@ func (d *Distributed) putSpecs(ctx context.Context, specs []ChildSpec) error {
 // waitRunning waits until id has an owner whose Ref is not old.
 func (d *Distributed) waitRunning(ctx context.Context, id string, old actor.Ref) (actor.Ref, error) {
 	for {
+		if d.ctx.Err() != nil {
+			return actor.Ref{}, ErrSupervisorStopped
+		}
 		changed := d.m.Changed()
 		if _, ok := d.specOf(id); !ok {
 			return actor.Ref{}, fmt.Errorf("%w: %q", ErrChildNotFound, id)
@@ -246,6 +250,9 @@ func (d *Distributed) waitRunning(ctx context.Context, id string, old actor.Ref)
 // watch-fed view: ErrChildNotFound if no such child, ErrNotRunning if it
 // has no instance now.
 func (d *Distributed) Whereis(id string) (actor.Ref, error) {
+	if d.ctx.Err() != nil {
+		return actor.Ref{}, ErrSupervisorStopped
+	}
 	if _, ok := d.specOf(id); !ok {
 		return actor.Ref{}, fmt.Errorf("%w: %q", ErrChildNotFound, id)
 	}
@@ -266,6 +273,9 @@ func (d *Distributed) deliver(ctx context.Context, id string, send func(actor.Re
 	old := actor.Ref{}
 	backoff := time.Millisecond
 	for {
+		if d.ctx.Err() != nil {
+			return nil, ErrSupervisorStopped
+		}
 		ref, err := d.waitRunning(ctx, id, old)
 		if err != nil {
 			return nil, err
@@ -281,7 +291,9 @@ func (d *Distributed) deliver(ctx context.Context, id string, send func(actor.Re
 			select {
 			case <-time.After(backoff):
 			case <-ctx.Done():
-				return nil, err
+				return nil, fmt.Errorf("supervisor: child %q did not take the message in time (%v): %w", id, err, ctx.Err())
+			case <-d.ctx.Done():
+				return nil, ErrSupervisorStopped
 			}
 			backoff = min(2*backoff, 50*time.Millisecond)
 			continue
@@ -316,6 +328,9 @@ func (d *Distributed) TerminateChild(ctx context.Context, id string) error {
 	if err := validateID(id); err != nil {
 		return err
 	}
+	if d.ctx.Err() != nil {
+		return ErrSupervisorStopped
+	}
 	resp, err := d.c.Client.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(d.k.spec(id)), ">", 0)).
 		Then(clientv3.OpDelete(d.k.spec(id)), clientv3.OpDelete(d.k.status(id)), clientv3.OpDelete(d.k.handoff(id))).Commit()
 	if err != nil {
@@ -333,6 +348,8 @@ func (d *Distributed) TerminateChild(ctx context.Context, id string) error {
 		case <-changed:
 		case <-ctx.Done():
 			return fmt.Errorf("supervisor: terminate %q: waiting for the instance to stop: %w", id, ctx.Err())
+		case <-d.ctx.Done():
+			return fmt.Errorf("supervisor: terminate %q: spec deleted, but %w before its instance was seen to stop", id, ErrSupervisorStopped)
 		}
 	}
 }
@@ -503,11 +520,13 @@ func (d *Distributed) Rebalance(ctx context.Context) error {
 
 // Drain hands every movable child on this node off to the others (with
 // Handoff state) and stops the rest (temporary and pinned children), for a
-// graceful leave. The node must have left the ring first (its member key
-// deleted), or the children are placed on it again. It returns when every
-// local child has stopped and its owner key is released. When ctx ends, a
-// child still handing off is killed and moves without its state.
+// graceful leave. It first withdraws this node from the supervisor's
+// placement, so no child is placed here again; the node may stay in the
+// cluster. It returns when every local child has stopped and its owner
+// key is released. When ctx ends, a child still handing off is killed and
+// moves without its state.
 func (d *Distributed) Drain(ctx context.Context) {
+	d.withdraw(ctx)
 	d.mu.Lock()
 	d.draining = true
 	ids := make([]string, 0, len(d.local))
@@ -526,24 +545,41 @@ func (d *Distributed) Drain(ctx context.Context) {
 	})
 }
 
-// Stop stops the supervisor on this node: its reconciler ends and its
-// local children stop (without handing off: call Drain first for a
-// graceful leave). Other nodes take the children over once this node's
-// owner keys are gone (released, or expired with its lease).
+// Stop stops the supervisor on this node: it withdraws the node from the
+// supervisor's placement, its reconciler ends, and its local children stop
+// (without handing off state: call Drain first for that) and release their
+// owner keys, so the other nodes running the supervisor take them over at
+// once. Calls through this node's handle then fail with
+// ErrSupervisorStopped.
 func (d *Distributed) Stop(ctx context.Context) {
+	d.withdraw(ctx)
 	d.mu.Lock()
 	d.draining = true
 	d.mu.Unlock()
 	d.cancel()
 	d.wg.Wait()
-	d.m.Close()
 	d.mu.Lock()
 	local := d.local
 	d.local = map[string]*localChild{}
 	d.mu.Unlock()
+	ep := d.c.Session.Current()
+	rs := make([]release, 0, len(local))
 	for id, lc := range local {
 		lc.stopping = true
 		d.stopLocal(id, lc, actor.Shutdown)
+		rs = append(rs, release{id: id})
 	}
+	d.releaseAll(ep, rs)
+	d.m.Close()
 	d.unholdEpoch()
+}
+
+// Done is closed once Stop has begun.
+func (d *Distributed) Done() <-chan struct{} { return d.ctx.Done() }
+
+// withdraw takes this node out of the supervisor's placement.
+func (d *Distributed) withdraw(ctx context.Context) {
+	if err := d.c.Offer(ctx, d.name, false); err != nil {
+		d.log.Warn("withdrawing this node from placement failed; its children move when its lease ends", zap.Error(err))
+	}
 }

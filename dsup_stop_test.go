@@ -1,0 +1,147 @@
+package cohort_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/cohort-go/cohort"
+	"github.com/cohort-go/cohort/actor"
+	"github.com/cohort-go/cohort/internal/etcdtest"
+	"github.com/cohort-go/cohort/supervisor"
+)
+
+// onNode counts the children of where that run on node.
+func onNode(where map[string]string, node string) int {
+	n := 0
+	for _, on := range where {
+		if on == node {
+			n++
+		}
+	}
+	return n
+}
+
+// Children are placed only on the nodes that run their supervisor; a
+// supervisor stopped on one node of a running cluster releases its
+// children there, and the others take them over at once, not at the end
+// of a lease that never ends (the node stays up). Calls through the
+// stopped handle fail at once with ErrSupervisorStopped.
+func TestDistributedStopOnOneNodeHandsChildrenOver(t *testing.T) {
+	cl := etcdtest.Start(t)
+	a := startDNode(t, cl, "a", nil, supervisor.DistributedOptions{})
+	b := startDNode(t, cl, "b", nil, supervisor.DistributedOptions{})
+	// c can run counters but does not run the supervisor "users".
+	c := startNode(t, cohort.Config{NodeID: "c", Endpoints: cl.Endpoints(), LeaseTTL: 2 * time.Second})
+	if err := c.RegisterKind("counter", func() actor.Actor { return &dcounter{} }); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, a.Node, "a", "b", "c")
+	ids := startCounters(t, a.sup, 30)
+	where := waitAllRunning(t, a.sup, ids, 10*time.Second)
+	if n := onNode(where, "c"); n != 0 {
+		t.Fatalf("%d children placed on c, which does not run the supervisor: %v", n, where)
+	}
+	if onNode(where, "a") == 0 {
+		t.Fatalf("no child on a: %v", where)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a.sup.Stop(ctx)
+	where = waitAllRunning(t, b.sup, ids, 5*time.Second)
+	if n := onNode(where, "b"); n != len(ids) {
+		t.Fatalf("after a's supervisor stopped, %d of %d children run on b: %v", n, len(ids), where)
+	}
+	for _, id := range ids {
+		if _, err := b.sup.Call(ctx, id, "incr"); err != nil {
+			t.Fatalf("call %s on b: %v", id, err)
+		}
+	}
+
+	// The stopped handle fails at once, not at the deadline.
+	began := time.Now()
+	if _, err := a.sup.Call(ctx, ids[0], "get"); !errors.Is(err, supervisor.ErrSupervisorStopped) {
+		t.Fatalf("Call through a stopped supervisor = %v, want ErrSupervisorStopped", err)
+	}
+	if err := a.sup.Cast(context.Background(), ids[0], "get"); !errors.Is(err, supervisor.ErrSupervisorStopped) {
+		t.Fatalf("Cast through a stopped supervisor = %v, want ErrSupervisorStopped", err)
+	}
+	if _, err := a.sup.Whereis(ids[0]); !errors.Is(err, supervisor.ErrSupervisorStopped) {
+		t.Fatalf("Whereis through a stopped supervisor = %v, want ErrSupervisorStopped", err)
+	}
+	if err := a.sup.TerminateChild(context.Background(), ids[0]); !errors.Is(err, supervisor.ErrSupervisorStopped) {
+		t.Fatalf("TerminateChild through a stopped supervisor = %v, want ErrSupervisorStopped", err)
+	}
+	if time.Since(began) > 5*time.Second {
+		t.Fatalf("calls through a stopped supervisor took %v", time.Since(began))
+	}
+	if _, err := b.sup.Whereis(ids[0]); err != nil {
+		t.Fatalf("TerminateChild through a stopped supervisor removed the child: %v", err)
+	}
+
+	// Asking the node again starts the supervisor afresh, and it takes
+	// children again.
+	again, err := a.Node.DistributedSupervisor(ctx, "users", supervisor.DistributedOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again == a.sup {
+		t.Fatal("DistributedSupervisor returned the stopped supervisor")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for onNode(waitAllRunning(t, b.sup, ids, 5*time.Second), "a") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no child moved back to a after its supervisor restarted")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, id := range ids {
+		if v, err := again.Call(ctx, id, "get"); err != nil || v != 1 {
+			t.Fatalf("%s = %v, %v through the restarted supervisor; want 1", id, v, err)
+		}
+	}
+}
+
+// Drain on a node that stays in the cluster hands its children, with
+// their state, to the other nodes, and places none on it again.
+func TestDistributedDrainWithoutLeaving(t *testing.T) {
+	cl := etcdtest.Start(t)
+	a := startDNode(t, cl, "a", nil, supervisor.DistributedOptions{StableWindow: 50 * time.Millisecond})
+	b := startDNode(t, cl, "b", nil, supervisor.DistributedOptions{StableWindow: 50 * time.Millisecond})
+	waitMembers(t, a.Node, "a", "b")
+	ids := startCounters(t, a.sup, 20)
+	waitAllRunning(t, a.sup, ids, 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, id := range ids {
+		for range 2 {
+			if _, err := b.sup.Call(ctx, id, "incr"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	a.sup.Drain(ctx)
+	if n := len(a.sup.LocalChildren()); n != 0 {
+		t.Fatalf("%d children still on a after Drain", n)
+	}
+	where := waitAllRunning(t, b.sup, ids, 5*time.Second)
+	if n := onNode(where, "b"); n != len(ids) {
+		t.Fatalf("after Drain, %d of %d children run on b: %v", n, len(ids), where)
+	}
+	for _, id := range ids {
+		if v, err := b.sup.Call(ctx, id, "get"); err != nil || v != 2 {
+			t.Fatalf("%s = %v, %v after Drain; want 2 (handed-off state)", id, v, err)
+		}
+	}
+	for range 10 {
+		ref, id, err := b.sup.StartChild(ctx, supervisor.ChildSpec{Kind: "counter"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ref.Node != "b" {
+			t.Fatalf("child %s started on %s after a drained", id, ref.Node)
+		}
+	}
+}
