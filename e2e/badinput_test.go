@@ -17,7 +17,6 @@ import (
 	"github.com/cohort-go/cohort/actor"
 	"github.com/cohort-go/cohort/internal/etcdtest"
 	"github.com/cohort-go/cohort/internal/testcert"
-	"github.com/cohort-go/cohort/lease"
 	"github.com/cohort-go/cohort/ring"
 	"github.com/cohort-go/cohort/supervisor"
 )
@@ -219,7 +218,7 @@ func TestBadInput(t *testing.T) {
 			want: cohort.ErrInvalidConfig, text: "LeaseTTL"},
 		{name: "lease TTL below etcd's minimum", covered: "cohort.TestBadConfig",
 			run:  func(context.Context) error { c := f.config("x"); c.LeaseTTL = time.Second; return startErr(c) },
-			want: lease.ErrInvalidConfig, text: "TTL"},
+			want: cohort.ErrInvalidConfig, text: "TTL"},
 		{name: "negative dial timeout",
 			run:  func(context.Context) error { c := f.config("x"); c.DialTimeout = -1; return startErr(c) },
 			want: cohort.ErrInvalidConfig, text: "DialTimeout"},
