@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/cohort-go/cohort"
+	"github.com/cohort-go/cohort/actor"
+	"github.com/cohort-go/cohort/supervisor"
 )
 
 // Every configuration Start refuses is reported as ErrInvalidConfig,
@@ -46,5 +48,41 @@ func TestBadConfigIsErrInvalidConfig(t *testing.T) {
 			}
 			t.Log(err)
 		})
+	}
+}
+
+// Every method of a stopped node that can fail says so with ErrStopped,
+// not with the canceled context or closed session it ran into.
+func TestStoppedNodeMethodsFailWithErrStopped(t *testing.T) {
+	n := startNode(t, cohort.Config{NodeID: "stopped"})
+	ctx := context.Background()
+	if err := n.RegisterKind("before", func() actor.Actor { return echo{} }); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, callErr := n.Call(ctx, actor.Name("x"), "hi")
+	_, dsupErr := n.DistributedSupervisor(ctx, "d", supervisor.DistributedOptions{})
+	_, supErr := n.Supervise(ctx)
+	_, elErr := n.Election("e")
+	_, campErr := n.Campaign(ctx, "e", "v")
+	for name, err := range map[string]error{
+		"RegisterKind":          n.RegisterKind("after", func() actor.Actor { return echo{} }),
+		"DistributedSupervisor": dsupErr,
+		"Supervise":             supErr,
+		"Election":              elErr,
+		"Campaign":              campErr,
+		"Call":                  callErr,
+		"Cast":                  n.Cast(ctx, actor.Name("x"), "hi"),
+		"Send":                  n.Send(actor.Name("x"), "hi"),
+	} {
+		if !errors.Is(err, cohort.ErrStopped) {
+			t.Errorf("%s on a stopped node = %v, want ErrStopped", name, err)
+		}
+	}
+	// Call, Cast and Send keep the actor system's own sentinel too.
+	if !errors.Is(callErr, actor.ErrSystemStopped) {
+		t.Errorf("Call on a stopped node = %v, want actor.ErrSystemStopped too", callErr)
 	}
 }

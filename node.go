@@ -185,11 +185,16 @@ func (n *Node) ping(ctx context.Context, endpoints []string) error {
 // claimMember writes the member key bound to ep's lease. The key is created
 // only if absent; a key left by this same node instance under an earlier
 // epoch is taken over; a key of another live instance is ErrDuplicateNode.
+// Once the node is stopping it has left the ring: the key is not put again,
+// and the claim fails with ErrStopped.
 func (n *Node) claimMember(ctx context.Context, ep *lease.Epoch) error {
 	key := ring.MemberKey(n.cfg.Prefix, n.cfg.NodeID)
 	n.mu.Lock()
-	member := n.member
+	member, stopped := n.member, n.stopped
 	n.mu.Unlock()
+	if stopped {
+		return ErrStopped
+	}
 	val, err := ring.EncodeMember(member)
 	if err != nil {
 		return err
@@ -199,7 +204,7 @@ func (n *Node) claimMember(ctx context.Context, ep *lease.Epoch) error {
 		Then(clientv3.OpPut(key, string(val), clientv3.WithLease(ep.ID()))).
 		Else(clientv3.OpGet(key)).Commit()
 	if err != nil {
-		return fmt.Errorf("cohort: member key: %w", err)
+		return n.stoppedOr(fmt.Errorf("cohort: member key: %w", err))
 	}
 	if resp.Succeeded {
 		return nil
@@ -221,7 +226,7 @@ func (n *Node) claimMember(ctx context.Context, ep *lease.Epoch) error {
 		If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).
 		Then(clientv3.OpPut(key, string(val), clientv3.WithLease(ep.ID()))).Commit()
 	if err != nil {
-		return fmt.Errorf("cohort: member key: %w", err)
+		return n.stoppedOr(fmt.Errorf("cohort: member key: %w", err))
 	}
 	if !resp.Succeeded {
 		return n.claimMember(ctx, ep)
@@ -245,6 +250,9 @@ func (n *Node) keepMember(ep *lease.Epoch) {
 			if err == nil {
 				n.log.Info("rejoined the cluster", zap.Stringer("lease", ep))
 				break
+			}
+			if errors.Is(err, ErrStopped) {
+				return
 			}
 			if ep.Err() != nil || n.ctx.Err() != nil {
 				break
@@ -288,14 +296,18 @@ func (n *Node) Ring() *ring.Ring { return n.ring }
 // Registry returns the global name registry.
 func (n *Node) Registry() *registry.Registry { return n.reg }
 
-// Election returns the election of that name, on the node's session.
+// Election returns the election of that name, on the node's session. It
+// fails with ErrStopped once the node is stopping.
 func (n *Node) Election(name string) (*election.Election, error) {
+	if n.isStopped() {
+		return nil, ErrStopped
+	}
 	return election.New(n.session, name, election.Config{Prefix: n.cfg.Prefix, Logger: n.log})
 }
 
 // Campaign campaigns in the named election and returns once this node
 // leads. The leadership is resigned when the node stops. It fails when ctx
-// ends, the node stops, or the lease epoch is lost while waiting.
+// ends, the node stops (ErrStopped), or the lease epoch is lost while waiting.
 func (n *Node) Campaign(ctx context.Context, name, value string) (*election.Leadership, error) {
 	el, err := n.Election(name)
 	if err != nil {
@@ -303,7 +315,7 @@ func (n *Node) Campaign(ctx context.Context, name, value string) (*election.Lead
 	}
 	l, err := el.Campaign(ctx, value)
 	if err != nil {
-		return nil, err
+		return nil, n.stoppedOr(err)
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -324,18 +336,46 @@ func (n *Node) Campaign(ctx context.Context, name, value string) (*election.Lead
 // Call calls an actor on any node by Ref or name (names resolve through the
 // global registry after the local table); see actor.System.Call. An actor
 // on another node is reached over the transport: a call pending on a node
-// that goes away fails at once with ErrNodeDown.
+// that goes away fails at once with ErrNodeDown. On a stopped node it
+// fails with an error matching both ErrStopped and actor.ErrSystemStopped.
 func (n *Node) Call(ctx context.Context, to actor.Target, msg any) (any, error) {
-	return n.sys.Call(ctx, to, msg)
+	v, err := n.sys.Call(ctx, to, msg)
+	return v, n.systemStopped(err)
 }
 
-// Cast casts to an actor; see actor.System.Cast.
+// Cast casts to an actor; see actor.System.Cast and Call.
 func (n *Node) Cast(ctx context.Context, to actor.Target, msg any) error {
-	return n.sys.Cast(ctx, to, msg)
+	return n.systemStopped(n.sys.Cast(ctx, to, msg))
 }
 
-// Send sends a raw message; see actor.System.Send.
-func (n *Node) Send(to actor.Target, msg any) error { return n.sys.Send(to, msg) }
+// Send sends a raw message; see actor.System.Send and Call.
+func (n *Node) Send(to actor.Target, msg any) error {
+	return n.systemStopped(n.sys.Send(to, msg))
+}
+
+func (n *Node) isStopped() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.stopped
+}
+
+// stoppedOr returns ErrStopped in place of err (often a canceled context
+// or a closed session or client) once the node is stopping, else err.
+func (n *Node) stoppedOr(err error) error {
+	if err != nil && n.isStopped() {
+		return ErrStopped
+	}
+	return err
+}
+
+// systemStopped makes the actor system's ErrSystemStopped of a stopped
+// node match ErrStopped too.
+func (n *Node) systemStopped(err error) error {
+	if err != nil && errors.Is(err, actor.ErrSystemStopped) && n.isStopped() {
+		return fmt.Errorf("%w: %w", ErrStopped, err)
+	}
+	return err
+}
 
 // Stop leaves the cluster in order: it stops the supervisors started with
 // Supervise (their singletons hand over at once), resigns the node's
