@@ -50,12 +50,11 @@ func Example() {
 		supervisor.Spawn("billing", newBilling, actor.Options{}))); err != nil {
 		panic(err)
 	}
-	// The singleton registers its global name once it is elected.
-	events, err := node.Registry().Watch(ctx, "billing")
-	if err != nil {
+	// The singleton is elected and registers its global name after
+	// Supervise returns.
+	if _, err := node.WaitName(ctx, "billing"); err != nil {
 		panic(err)
 	}
-	<-events
 	v, err := node.Call(ctx, actor.Name("billing"), "status")
 	fmt.Println(v, err)
 	// Output:

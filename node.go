@@ -343,6 +343,38 @@ func (n *Node) Call(ctx context.Context, to actor.Target, msg any) (any, error) 
 	return v, n.systemStopped(err)
 }
 
+// WaitName waits until name is registered in the global registry, as seen
+// by this node, and returns its Ref (at once if it already is). Use it
+// before calling a singleton by name: Supervise returns before the
+// singleton is elected and registers its name. The name may move or go
+// again afterwards, as a Call may find. WaitName fails with an error
+// wrapping ctx's error when ctx ends first, with ErrStopped when the node
+// stops, and with registry.ErrInvalidName for a malformed name.
+func (n *Node) WaitName(ctx context.Context, name string) (actor.Ref, error) {
+	if n.isStopped() {
+		return actor.Ref{}, ErrStopped
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the subscription
+	events, err := n.reg.Watch(wctx, name)
+	if errors.Is(err, registry.ErrClosed) {
+		return actor.Ref{}, ErrStopped
+	}
+	if err != nil {
+		return actor.Ref{}, err
+	}
+	for ev := range events {
+		if ev.Type == registry.Put {
+			return ev.Entry.Ref, nil
+		}
+	}
+	// The channel closes when ctx ends or the registry closes (node stop).
+	if err := ctx.Err(); err != nil {
+		return actor.Ref{}, fmt.Errorf("cohort: waiting for name %q: %w", name, err)
+	}
+	return actor.Ref{}, ErrStopped
+}
+
 // Cast casts to an actor; see actor.System.Cast and Call.
 func (n *Node) Cast(ctx context.Context, to actor.Target, msg any) error {
 	return n.systemStopped(n.sys.Cast(ctx, to, msg))
