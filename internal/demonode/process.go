@@ -3,37 +3,30 @@
 package demonode
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
-	"sync"
-	"syscall"
 	"time"
+
+	"github.com/cohort-go/cohort/internal/proctest"
 )
 
 // Process is a node running in a child OS process, in its own process
 // group. Its owner ends it with Stop, Exit or Kill; each waits until the
 // process has been reaped.
 type Process struct {
-	ID    string
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	mu    sync.Mutex // guards writes to stdin
-	done  chan struct{}
-	err   error // the process's exit, once done is closed
+	ID string
+	*proctest.Process
 }
 
 // Spawn starts argv (a program that calls MaybeRunNode first) as the node
 // cfg describes, and returns once the node is ready. output, if not nil,
 // receives every other line the node writes to its standard output, from
 // one goroutine; the node's standard error is this process's. If the node
-// does not become ready before ctx ends, or exits first, it is killed and
-// Spawn fails.
+// does not become ready before ctx's deadline, or exits first, it is
+// killed and Spawn fails.
 func Spawn(ctx context.Context, argv []string, cfg NodeConfig, output func(line string)) (*Process, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("demonode: no command to run")
@@ -42,98 +35,45 @@ func Spawn(ctx context.Context, argv []string, cfg NodeConfig, output func(line 
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), EnvConfig+"="+string(raw))
-	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = sysProcAttr()
-	stdin, err := cmd.StdinPipe()
+	p, err := proctest.Start(proctest.Spec{Name: "demonode: node " + cfg.ID, Path: argv[0], Args: argv[1:],
+		Env: []string{EnvConfig + "=" + string(raw)}, Stderr: os.Stderr, Group: true, OnLine: output,
+		ReadyWithin: untilDeadline(ctx)})
 	if err != nil {
 		return nil, err
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		stdin.Close()
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("demonode: start node %s: %w", cfg.ID, err)
-	}
-	p := &Process{ID: cfg.ID, cmd: cmd, stdin: stdin, done: make(chan struct{})}
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		seen := false
-		for sc.Scan() {
-			switch {
-			case !seen && sc.Text() == "ready":
-				seen = true
-				close(ready)
-			case output != nil:
-				output(sc.Text())
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	select {
-	case <-ready:
-		return p, nil
-	case <-p.done:
-		return nil, fmt.Errorf("demonode: node %s exited before it was ready: %v", cfg.ID, p.err)
-	case <-ctx.Done():
-		p.Kill()
-		return nil, fmt.Errorf("demonode: node %s not ready: %w", cfg.ID, ctx.Err())
-	}
+	return &Process{ID: cfg.ID, Process: p}, nil
 }
 
-// Pid returns the node's process id.
-func (p *Process) Pid() int { return p.cmd.Process.Pid }
-
-// Done is closed once the process has exited and been reaped.
-func (p *Process) Done() <-chan struct{} { return p.done }
-
-// Kill sends SIGKILL to the node's process group (kill -9) and waits until
-// the process is reaped.
-func (p *Process) Kill() {
-	select {
-	case <-p.done:
-		return
-	default:
+// untilDeadline is the time left before ctx's deadline, or 0 (no limit)
+// if it has none.
+func untilDeadline(ctx context.Context) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		return max(time.Until(dl), time.Millisecond)
 	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	<-p.done
+	return 0
 }
 
 // Stop stops the node gracefully (it hands its children to the other
-// nodes and leaves), and kills it if it has not exited when ctx ends.
+// nodes and leaves), and kills it if it has not exited by ctx's deadline.
 func (p *Process) Stop(ctx context.Context) error {
-	p.mu.Lock()
-	_ = p.stdin.Close()
-	p.mu.Unlock()
-	return p.wait(ctx)
+	return p.end(ctx)
 }
 
 // Exit tells the node to exit at once, without a graceful stop (flushing
 // its CPU profile, if it writes one): its children are taken over once its
 // lease expires, as after a crash. It kills the node if it has not exited
-// when ctx ends.
+// by ctx's deadline.
 func (p *Process) Exit(ctx context.Context) error {
-	p.mu.Lock()
-	_, _ = io.WriteString(p.stdin, "exit\n")
-	_ = p.stdin.Close()
-	p.mu.Unlock()
-	return p.wait(ctx)
+	_ = p.Tell("exit")
+	return p.end(ctx)
 }
 
-func (p *Process) wait(ctx context.Context) error {
-	select {
-	case <-p.done:
-		return p.err
-	case <-ctx.Done():
-		p.Kill()
-		return fmt.Errorf("demonode: node %s killed: did not exit in time: %w", p.ID, ctx.Err())
+func (p *Process) end(ctx context.Context) error {
+	limit := untilDeadline(ctx)
+	if !p.Process.Stop(limit) {
+		return fmt.Errorf("demonode: node %s killed: did not exit within %v", p.ID, limit)
 	}
+	return p.Err()
 }
 
 // stopTimeout bounds a graceful stop before the node is killed.

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -59,6 +60,7 @@ func TestBinary(name string, env ...string) Spec {
 // several goroutines.
 type Process struct {
 	cmd   *exec.Cmd
+	mu    sync.Mutex // guards stdin
 	stdin io.WriteCloser
 	done  chan struct{} // closed once the output is read and the process reaped
 	err   error         // the process's exit, once done is closed
@@ -146,6 +148,26 @@ func (p *Process) Alive() bool {
 	}
 }
 
+// Tell writes line, and a newline, to the process's standard input. It
+// fails once Stop has closed it, or when the process no longer reads it.
+func (p *Process) Tell(line string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, err := io.WriteString(p.stdin, line+"\n")
+	return err
+}
+
+// Err returns how the process exited (nil for a zero exit status), once
+// Done is closed; before that it returns nil.
+func (p *Process) Err() error {
+	select {
+	case <-p.done:
+		return p.err
+	default:
+		return nil
+	}
+}
+
 // Signal sends sig to the process (not to its group): for instance
 // SIGSTOP to pause it and SIGCONT to resume it.
 func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
@@ -159,7 +181,9 @@ func (p *Process) Stop(limit time.Duration) bool {
 		return true
 	}
 	resume(p.cmd.Process)
+	p.mu.Lock()
 	_ = p.stdin.Close()
+	p.mu.Unlock()
 	if limit <= 0 {
 		<-p.done
 		return true

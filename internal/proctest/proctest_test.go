@@ -65,15 +65,24 @@ func TestStartWaitsForReadyAndStopEndsTheProcess(t *testing.T) {
 	if !p.Alive() {
 		t.Fatal("process not alive after Start")
 	}
+	if err := p.Tell("echoed"); err != nil {
+		t.Fatal(err)
+	}
 	if !p.Stop(30 * time.Second) {
 		t.Fatal("Stop killed a process that ends when its input closes")
 	}
 	if p.Alive() {
 		t.Fatal("process alive after Stop")
 	}
+	if err := p.Err(); err != nil {
+		t.Fatalf("Err = %v for a process that exited with status 0", err)
+	}
+	if err := p.Tell("late"); err == nil {
+		t.Fatal("Tell after Stop succeeded")
+	}
 	mu.Lock()
 	defer mu.Unlock()
-	if want := []string{"hello", "bye"}; !slices.Equal(lines, want) {
+	if want := []string{"hello", "echoed", "bye"}; !slices.Equal(lines, want) {
 		t.Fatalf("lines = %q, want %q", lines, want)
 	}
 }
@@ -108,6 +117,9 @@ func TestStopKillsAProcessThatDoesNotEnd(t *testing.T) {
 	case <-p.Done():
 	default:
 		t.Fatal("Done open after Stop")
+	}
+	if err := p.Err(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("Err = %v for a killed process", err)
 	}
 	p.Kill() // does nothing now
 }
