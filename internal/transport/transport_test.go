@@ -461,7 +461,7 @@ func TestPendingCallsFailWhenPeerClosesOrLeaves(t *testing.T) {
 	go func() { _, err := a.sys.Call(ctx, stuck, "wait"); errs <- err }()
 	_, down := a.sys.Monitor(stuck)
 	// Wait until the call is on b, then leave.
-	waitFor(t, func() bool { return a.tr.pendingCalls("b") == 1 })
+	etcdtest.WaitFor(t, 10*time.Second, 2*time.Millisecond, "the call to be pending", func() bool { return a.tr.pendingCalls("b") == 1 })
 	start := time.Now()
 	b.del("b")
 	a.tr.NodeLeft("b")
@@ -473,17 +473,6 @@ func TestPendingCallsFailWhenPeerClosesOrLeaves(t *testing.T) {
 	}
 	if _, err := a.sys.Call(ctx, stuck, "x"); !errors.Is(err, actor.ErrNodeDown) {
 		t.Fatalf("call after leave = %v", err)
-	}
-}
-
-func waitFor(t testing.TB, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }
 
@@ -580,7 +569,7 @@ func TestRedialsAsSoonAsTheConnectionIsBack(t *testing.T) {
 	proxy.Heal()
 	// Once gRPC has the connection up and the peer has seen it, the next
 	// call goes through, though the backoff alone would still refuse it.
-	waitFor(t, func() bool {
+	etcdtest.WaitFor(t, 10*time.Second, 2*time.Millisecond, "the connection to be ready", func() bool {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		return p.cc != nil && p.cc.GetState() == connectivity.Ready && !p.awaiting
