@@ -10,6 +10,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/cohort-go/cohort/internal/embedetcd"
 )
@@ -30,6 +31,12 @@ type FloorResult struct {
 // is the floor under the start figure of RunBench: what etcd alone takes
 // on this machine. endpoints empty means an embedded etcd in this process.
 func RunEtcdFloor(ctx context.Context, endpoints []string, n, claimers int) (FloorResult, error) {
+	return runEtcdFloor(ctx, endpoints, n, claimers, nil)
+}
+
+// runEtcdFloor is RunEtcdFloor with the etcd clients logging to log (nil:
+// the etcd client's default, warnings to stderr).
+func runEtcdFloor(ctx context.Context, endpoints []string, n, claimers int, log *zap.Logger) (FloorResult, error) {
 	var res FloorResult
 	if len(endpoints) == 0 {
 		dir, err := os.MkdirTemp("", "dsupbench-floor-")
@@ -45,7 +52,7 @@ func RunEtcdFloor(ctx context.Context, endpoints []string, n, claimers int) (Flo
 		endpoints = srv.Endpoints()
 	}
 	dial := func() (*clientv3.Client, error) {
-		return clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second})
+		return clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: log})
 	}
 	prefix := fmt.Sprintf("/dsupbench-floor/%d/", time.Now().UnixNano())
 	specs, owners, handoffs := prefix+"specs/", prefix+"owners/", prefix+"handoff/"
@@ -64,6 +71,13 @@ func RunEtcdFloor(ctx context.Context, endpoints []string, n, claimers int) (Flo
 	defer func() {
 		cancel()
 		wg.Wait()
+		// Remove the run's keys once the watches have ended, whether the
+		// run succeeded or not.
+		if len(clients) > 0 {
+			dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, _ = clients[0].Delete(dctx, prefix, clientv3.WithPrefix())
+			dcancel()
+		}
 		for _, c := range clients {
 			c.Close()
 		}
@@ -99,8 +113,14 @@ func RunEtcdFloor(ctx context.Context, endpoints []string, n, claimers int) (Flo
 						cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(owners+id), "=", 0))
 						ops = append(ops, clientv3.OpPut(owners+id, fmt.Sprintf(`{"node":"claimer-%d","ref":{"node":"claimer-%d","id":%d,"inc":1}}`, c, c, claimed.Load()), clientv3.WithLease(ls.ID)))
 					}
-					if _, err := cli.Txn(ctx).If(cmps...).Then(ops...).Commit(); err != nil {
+					resp, err := cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+					if err != nil {
 						fail(fmt.Errorf("claim: %w", err))
+						return
+					}
+					if !resp.Succeeded {
+						fail(fmt.Errorf("claim: the transaction claiming %d children (%s to %s) did not succeed: one of them already has an owner, or a handoff key changed after revision %d",
+							len(ids), ids[0], ids[len(ids)-1], rev))
 						return
 					}
 					if claimed.Add(int64(len(ids))) == int64(n) {
@@ -113,6 +133,9 @@ func RunEtcdFloor(ctx context.Context, endpoints []string, n, claimers int) (Flo
 			for resp := range watch {
 				rev = resp.Header.Revision
 				for _, ev := range resp.Events {
+					if ev.Type != clientv3.EventTypePut {
+						continue // the cleanup's deletes, not specs to claim
+					}
 					id := strings.TrimPrefix(string(ev.Kv.Key), specs)
 					if int(id[len(id)-1])%claimers == c {
 						mine = append(mine, id)
@@ -150,8 +173,14 @@ func RunEtcdFloor(ctx context.Context, endpoints []string, n, claimers int) (Flo
 				cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), "=", 0))
 				ops = append(ops, clientv3.OpPut(key, fmt.Sprintf(`{"id":"c%06d","kind":"counter"}`, j)))
 			}
-			if _, err := writer.Txn(ctx).If(cmps...).Then(ops...).Commit(); err != nil {
+			resp, err := writer.Txn(ctx).If(cmps...).Then(ops...).Commit()
+			if err != nil {
 				fail(fmt.Errorf("store specs: %w", err))
+				return
+			}
+			if !resp.Succeeded {
+				fail(fmt.Errorf("store specs: the transaction storing specs c%06d to c%06d did not succeed: one of them exists already under %s",
+					i, min(i+specsPerTxnFloor, n)-1, specs))
 			}
 		}()
 	}
@@ -165,7 +194,6 @@ func RunEtcdFloor(ctx context.Context, endpoints []string, n, claimers int) (Flo
 	case <-ctx.Done():
 		return res, ctx.Err()
 	}
-	_, _ = writer.Delete(context.Background(), prefix, clientv3.WithPrefix())
 	return res, nil
 }
 
