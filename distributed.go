@@ -18,6 +18,9 @@ func (n *Node) RegisterKind(kind string, f supervisor.Factory) error {
 	if kind == "" || f == nil {
 		return fmt.Errorf("%w: RegisterKind needs a kind name and a factory", ErrInvalidConfig)
 	}
+	if n.isStopped() {
+		return ErrStopped
+	}
 	n.mu.Lock()
 	if n.kinds == nil {
 		n.kinds = make(map[string]supervisor.Factory)

@@ -67,6 +67,8 @@ func TestStoppedNodeMethodsFailWithErrStopped(t *testing.T) {
 	_, supErr := n.Supervise(ctx)
 	_, elErr := n.Election("e")
 	_, campErr := n.Campaign(ctx, "e", "v")
+	_, localNameErr := n.CallName(ctx, n.ID(), "x", "hi")
+	_, remoteNameErr := n.CallName(ctx, "elsewhere", "x", "hi")
 	for name, err := range map[string]error{
 		"RegisterKind":          n.RegisterKind("after", func() actor.Actor { return echo{} }),
 		"DistributedSupervisor": dsupErr,
@@ -76,6 +78,8 @@ func TestStoppedNodeMethodsFailWithErrStopped(t *testing.T) {
 		"Call":                  callErr,
 		"Cast":                  n.Cast(ctx, actor.Name("x"), "hi"),
 		"Send":                  n.Send(actor.Name("x"), "hi"),
+		"CallName here":         localNameErr,
+		"CallName elsewhere":    remoteNameErr,
 	} {
 		if !errors.Is(err, cohort.ErrStopped) {
 			t.Errorf("%s on a stopped node = %v, want ErrStopped", name, err)

@@ -205,6 +205,9 @@ func (n *Node) stopTransport() {
 // with an error wrapping actor.ErrNotFound when no actor holds the name
 // there, and otherwise behaves as Call.
 func (n *Node) CallName(ctx context.Context, node, name string, msg any) (any, error) {
+	if n.isStopped() {
+		return nil, ErrStopped
+	}
 	if node == n.cfg.NodeID {
 		ref, ok := n.sys.Whereis(name)
 		if !ok {
