@@ -3,6 +3,7 @@ package cohort_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -142,6 +143,96 @@ func TestDistributedDrainWithoutLeaving(t *testing.T) {
 		}
 		if ref.Node != "b" {
 			t.Fatalf("child %s started on %s after a drained", id, ref.Node)
+		}
+	}
+}
+
+// initCount counts the Inits of a kind's children, by id.
+type initCount struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (s *initCount) factory() actor.Actor { return &counted{s: s} }
+
+func (s *initCount) of(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n[id]
+}
+
+type counted struct{ s *initCount }
+
+func (c *counted) Init(_ *actor.Context, args any) error {
+	c.s.mu.Lock()
+	c.s.n[args.(supervisor.InitArgs).ID]++
+	c.s.mu.Unlock()
+	return nil
+}
+
+func (c *counted) HandleCall(*actor.Context, any) (any, error) { return "ok", nil }
+
+// A temporary child runs once: stopping its supervisor on its node
+// removes it, and the supervisor started there again does not run it a
+// second time.
+func TestDistributedStopRemovesTemporaryChildren(t *testing.T) {
+	cl := etcdtest.Start(t)
+	s := &initCount{n: map[string]int{}}
+	var nodes []dnode
+	for _, id := range []string{"a", "b"} {
+		n := startDNode(t, cl, id, nil, supervisor.DistributedOptions{})
+		if err := n.RegisterKind("once", s.factory); err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, n)
+	}
+	a := nodes[0]
+	waitMembers(t, a.Node, "a", "b")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var onA []string
+	for i := 0; len(onA) < 3; i++ {
+		if i > 100 {
+			t.Fatal("no temporary child placed on a in 100 initCount")
+		}
+		ref, id, err := a.sup.StartChild(ctx, supervisor.ChildSpec{Kind: "once", Restart: supervisor.Temporary})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ref.Node == "a" {
+			onA = append(onA, id)
+		}
+	}
+	a.sup.Stop(ctx)
+	etcdtest.WaitFor(t, 5*time.Second, 10*time.Millisecond, "the temporary children's specs to go", func() bool {
+		for _, id := range onA {
+			if _, err := nodes[1].sup.Whereis(id); !errors.Is(err, supervisor.ErrChildNotFound) {
+				return false
+			}
+		}
+		return true
+	})
+	again, err := a.Node.DistributedSupervisor(ctx, "users", supervisor.DistributedOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A child started after the restart, placed on a, shows a runs
+	// children again; by then a has passed over every spec it holds.
+	for i := 0; ; i++ {
+		if i > 100 {
+			t.Fatal("no child placed on a after its supervisor restarted")
+		}
+		ref, _, err := again.StartChild(ctx, supervisor.ChildSpec{Kind: "once", Restart: supervisor.Temporary})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ref.Node == "a" {
+			break
+		}
+	}
+	for _, id := range onA {
+		if n := s.of(id); n != 1 {
+			t.Fatalf("temporary child %s started %d times", id, n)
 		}
 	}
 }

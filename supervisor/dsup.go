@@ -48,6 +48,7 @@ type Distributed struct {
 	unhold    func()              // releases the epoch held by watchEpochs
 	ranOnce   map[string]struct{} // temporary children started here, while their spec exists
 	filters   sync.Map            // kind → ring.Filter
+	runs      ring.Filter         // the members running the supervisor
 	// handoffSeen is when the mirror last saw a handoff key written
 	// (Unix nanoseconds).
 	handoffSeen atomic.Int64
@@ -116,6 +117,7 @@ func StartDistributed(ctx context.Context, c Cluster, name string, o Distributed
 	d := &Distributed{name: name, c: c, o: o, k: keys{root: c.Prefix + "/sup/" + name + "/"},
 		log: log.With(zap.String("dsup", name)), local: make(map[string]*localChild),
 		dirty: make(map[string]struct{}), deferred: make(map[string]struct{}), ranOnce: make(map[string]struct{}), full: true, kick: make(chan struct{}, 1)}
+	d.runs = ring.Filter{Key: "dsup:" + name, Match: func(m ring.Member) bool { return m.RunsSupervisor(name) }}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	// The mirror lives as long as the supervisor; ctx bounds only its
 	// first read.
@@ -478,9 +480,10 @@ func (d *Distributed) reconcile() {
 		}
 		want, ok := d.place(spec, snap)
 		if spec.Restart == Temporary && spec.Node != "" && !ok {
-			// A temporary child's node is gone: it is not restarted
-			// elsewhere. The ring owner of its id removes the spec.
-			if mine, _ := snap.NodeFor(id); mine == d.c.NodeID {
+			// A temporary child's node is gone, or no longer runs the
+			// supervisor: it is not restarted elsewhere. The owner of its
+			// id among the nodes running the supervisor removes the spec.
+			if mine, _ := snap.NodeForAmong(id, d.runs); mine == d.c.NodeID {
 				d.deleteSpec(id)
 			}
 			continue
@@ -882,6 +885,7 @@ func (d *Distributed) markDirty(ids ...string) {
 type release struct {
 	id      string
 	handoff []byte
+	drop    bool // delete the spec too: a temporary child that has run
 }
 
 // release deletes this node's owner key of id, with handed-off state when
@@ -902,6 +906,9 @@ func (d *Distributed) releaseAll(ep *lease.Epoch, rs []release) {
 		for _, r := range part {
 			cmps = append(cmps, clientv3.Compare(clientv3.LeaseValue(d.k.owner(r.id)), "=", ep.ID()))
 			ops = append(ops, clientv3.OpDelete(d.k.owner(r.id)))
+			if r.drop {
+				ops = append(ops, clientv3.OpDelete(d.k.spec(r.id)), clientv3.OpDelete(d.k.status(r.id)))
+			}
 			if r.handoff != nil {
 				ops = append(ops, clientv3.OpPut(d.k.handoff(r.id), string(r.handoff)))
 			}

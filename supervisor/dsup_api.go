@@ -520,7 +520,8 @@ func (d *Distributed) Rebalance(ctx context.Context) error {
 
 // Drain hands every movable child on this node off to the others (with
 // Handoff state) and stops the rest (temporary and pinned children), for a
-// graceful leave. It first withdraws this node from the supervisor's
+// graceful leave; a temporary child is not restarted anywhere, and its
+// spec is deleted. It first withdraws this node from the supervisor's
 // placement, so no child is placed here again; the node may stay in the
 // cluster. It returns when every local child has stopped and its owner
 // key is released. When ctx ends, a child still handing off is killed and
@@ -538,7 +539,7 @@ func (d *Distributed) Drain(ctx context.Context) {
 	d.eachDetached(ids, d.o.MoveBatch, func(id string, lc *localChild) {
 		if lc.spec.Node != "" || lc.spec.Restart == Temporary {
 			d.stopLocal(id, lc, actor.Shutdown)
-			d.release(ep, id, nil)
+			d.releaseAll(ep, []release{{id: id, drop: lc.spec.Restart == Temporary}})
 			return
 		}
 		d.move(ctx, ep, id, lc)
@@ -549,7 +550,8 @@ func (d *Distributed) Drain(ctx context.Context) {
 // supervisor's placement, its reconciler ends, and its local children stop
 // (without handing off state: call Drain first for that) and release their
 // owner keys, so the other nodes running the supervisor take them over at
-// once. Calls through this node's handle then fail with
+// once. Temporary children are not restarted anywhere: their specs are
+// deleted. Calls through this node's handle then fail with
 // ErrSupervisorStopped.
 func (d *Distributed) Stop(ctx context.Context) {
 	d.withdraw(ctx)
@@ -567,7 +569,7 @@ func (d *Distributed) Stop(ctx context.Context) {
 	for id, lc := range local {
 		lc.stopping = true
 		d.stopLocal(id, lc, actor.Shutdown)
-		rs = append(rs, release{id: id})
+		rs = append(rs, release{id: id, drop: lc.spec.Restart == Temporary})
 	}
 	d.releaseAll(ep, rs)
 	d.m.Close()
