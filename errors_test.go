@@ -13,7 +13,7 @@ import (
 
 // Every configuration Start refuses is reported as ErrInvalidConfig,
 // whichever step finds it.
-func TestBadConfigIsErrInvalidConfig(t *testing.T) {
+func TestBadConfig(t *testing.T) {
 	cases := map[string]cohort.Config{
 		"slash in node id":         {NodeID: "a/b"},
 		"control node id":          {NodeID: "a\x01"},

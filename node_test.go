@@ -174,28 +174,6 @@ func TestUnreachableEtcdFailsClearly(t *testing.T) {
 	}
 }
 
-func TestBadConfig(t *testing.T) {
-	cases := map[string]cohort.Config{
-		"slash in node id":  {NodeID: "a/b"},
-		"control node id":   {NodeID: "a\x01"},
-		"slash in cluster":  {Cluster: "x/y"},
-		"relative prefix":   {Prefix: "cohort"},
-		"negative ttl":      {LeaseTTL: -time.Second},
-		"ttl below minimum": {LeaseTTL: time.Second},
-		"empty endpoint":    {Endpoints: []string{""}},
-		"cert without key":  {CertFile: "x.pem"},
-	}
-	for name, cfg := range cases {
-		t.Run(name, func(t *testing.T) {
-			n, err := cohort.Start(context.Background(), cfg)
-			if err == nil {
-				n.Stop(context.Background())
-				t.Fatal("started")
-			}
-		})
-	}
-}
-
 // A node cut off from etcd fences itself (its lease epoch ends before etcd
 // expires the lease) and, once etcd is reachable again, rejoins with a new
 // lease under which its member key is back.
