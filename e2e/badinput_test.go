@@ -97,7 +97,7 @@ func newBadFixture(t *testing.T) *badFixture {
 	waitFor(t, 30*time.Second, "both nodes to offer the kind", func() bool {
 		k := 0
 		for _, m := range f.a.Ring().Nodes() {
-			if m.HasKind("echo") {
+			if m.HasKind("echo") && m.RunsSupervisor(badSup) {
 				k++
 			}
 		}

@@ -252,7 +252,7 @@ func settled(ctx context.Context, cli *clientv3.Client, sup *supervisor.Distribu
 	// the children that belong to it move only then.
 	var members []string
 	for _, m := range sup.Nodes() {
-		if m.HasKind(kindHB) {
+		if m.HasKind(kindHB) && m.RunsSupervisor(supName) {
 			members = append(members, m.ID)
 		}
 	}

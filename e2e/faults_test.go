@@ -292,7 +292,7 @@ func (s *suite) seed() {
 	for {
 		offering := 0
 		for _, m := range s.obs.Ring().Nodes() {
-			if m.HasKind(kindHB) {
+			if m.HasKind(kindHB) && m.RunsSupervisor(supName) {
 				offering++
 			}
 		}

@@ -310,11 +310,12 @@ func (c *Cluster) waitLocalTotal(ctx context.Context, every time.Duration, n int
 }
 
 // waitMember waits until the coordinator's ring has node id with the
-// counter kind.
+// counter kind and running the supervisor, the two things placement asks
+// of a node.
 func (c *Cluster) waitMember(ctx context.Context, id string) error {
 	return c.poll(ctx, 5*time.Millisecond, func() (bool, error) {
 		for _, m := range c.Sup.Nodes() {
-			if m.ID == id && m.HasKind(Kind) {
+			if m.ID == id && m.HasKind(Kind) && m.RunsSupervisor(c.cfg.Supervisor) {
 				return true, nil
 			}
 		}
