@@ -114,6 +114,10 @@ type Child struct {
 	Shutdown time.Duration
 	// Kind is Worker (default) or Supervisor.
 	Kind Kind
+
+	// invalid, set by a constructor given bad input (Spawn with a nil
+	// factory), says why the spec has no Start; validate reports it.
+	invalid string
 }
 
 func (c Child) shutdown() time.Duration {
@@ -128,6 +132,9 @@ func (c Child) shutdown() time.Duration {
 
 func (c Child) validate() error {
 	if c.Start == nil {
+		if c.invalid != "" {
+			return fmt.Errorf("%w: child %q: %s", ErrInvalidSpec, c.ID, c.invalid)
+		}
 		return fmt.Errorf("%w: child %q has no Start function", ErrInvalidSpec, c.ID)
 	}
 	if c.Restart > Temporary {
@@ -145,7 +152,13 @@ func (c Child) validate() error {
 // Spawn returns a Child that spawns the actor made by newActor with opts.
 // When a dynamic supervisor has ExtraArguments, Init receives
 // append(extra, opts.Args) as a []any, as OTP prepends extra arguments.
+// A nil newActor makes an invalid spec: the supervisor it is given to
+// (Start, StartChild, Singleton…) fails with an error wrapping
+// ErrInvalidSpec.
 func Spawn(id string, newActor func() actor.Actor, opts actor.Options) Child {
+	if newActor == nil {
+		return Child{ID: id, invalid: "supervisor.Spawn was given a nil actor factory"}
+	}
 	return Child{ID: id, Start: func(ctx context.Context, sys *actor.System, extra []any) (actor.Ref, error) {
 		o := opts
 		if len(extra) > 0 {
