@@ -108,8 +108,8 @@ func stopped(d *supervisor.Distributed) bool {
 }
 
 // offerSupervisor publishes or withdraws, in the member record, that this
-// node runs the distributed supervisor sup. A node that is stopping has
-// left the ring: the record changes, but its key is not put again.
+// node runs the distributed supervisor sup. A node that has left the ring
+// (the end of Stop) changes the record, but does not put its key again.
 func (n *Node) offerSupervisor(ctx context.Context, sup string, on bool) error {
 	change := func(m *ring.Member) {
 		if on {
@@ -119,7 +119,7 @@ func (n *Node) offerSupervisor(ctx context.Context, sup string, on bool) error {
 		}
 	}
 	n.mu.Lock()
-	if n.stopped {
+	if n.left {
 		change(&n.member)
 		n.mu.Unlock()
 		return nil

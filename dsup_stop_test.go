@@ -3,6 +3,7 @@ package cohort_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -233,6 +234,65 @@ func TestDistributedStopRemovesTemporaryChildren(t *testing.T) {
 	for _, id := range onA {
 		if n := s.of(id); n != 1 {
 			t.Fatalf("temporary child %s started %d times", id, n)
+		}
+	}
+}
+
+// Calls made through the supervisor while a node stops gracefully all
+// succeed, each exactly once: the node hands its children off while it
+// is still a member, so no call meets a node that has left.
+func TestDistributedCallsDuringNodeStop(t *testing.T) {
+	cl := etcdtest.Start(t)
+	a := startDNode(t, cl, "a", nil, supervisor.DistributedOptions{})
+	b := startDNode(t, cl, "b", nil, supervisor.DistributedOptions{})
+	waitMembers(t, a.Node, "a", "b")
+	ids := startCounters(t, a.sup, 20)
+	waitAllRunning(t, a.sup, ids, 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		done   = make(chan struct{})
+		sent   = map[string]int{}
+		failed []error
+	)
+	for _, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+				_, err := a.sup.Call(cctx, id, "incr")
+				ccancel()
+				mu.Lock()
+				if err != nil {
+					failed = append(failed, fmt.Errorf("%s: %w", id, err))
+				} else {
+					sent[id]++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	if err := b.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	close(done)
+	wg.Wait()
+	if len(failed) > 0 {
+		t.Fatalf("%d calls failed while b stopped, first: %v", len(failed), failed[0])
+	}
+	for _, id := range ids {
+		if v, err := a.sup.Call(ctx, id, "get"); err != nil || v != sent[id] {
+			t.Fatalf("%s = %v, %v after %d incr calls", id, v, err, sent[id])
 		}
 	}
 }

@@ -57,6 +57,7 @@ type Node struct {
 	kinds       map[string]supervisor.Factory
 	dsups       map[string]*supervisor.Distributed
 	stopped     bool
+	left        bool // Stop deleted the member key: it is not put again
 	stopErr     error
 	stopDone    chan struct{}
 }
@@ -190,9 +191,9 @@ func (n *Node) ping(ctx context.Context, endpoints []string) error {
 func (n *Node) claimMember(ctx context.Context, ep *lease.Epoch) error {
 	key := ring.MemberKey(n.cfg.Prefix, n.cfg.NodeID)
 	n.mu.Lock()
-	member, stopped := n.member, n.stopped
+	member, left := n.member, n.left
 	n.mu.Unlock()
-	if stopped {
+	if left {
 		return ErrStopped
 	}
 	val, err := ring.EncodeMember(member)
@@ -444,13 +445,9 @@ func (n *Node) Stop(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("resign %s: %w", l.Key(), err))
 		}
 	}
-	// Leave the ring first, so the others place this node's distributed
-	// children on themselves, then hand those children off.
-	if _, err := n.client.Txn(ctx).
-		If(clientv3.Compare(clientv3.LeaseValue(ring.MemberKey(n.cfg.Prefix, n.cfg.NodeID)), "=", n.session.Current().ID())).
-		Then(clientv3.OpDelete(ring.MemberKey(n.cfg.Prefix, n.cfg.NodeID))).Commit(); err != nil {
-		errs = append(errs, fmt.Errorf("delete member key: %w", err))
-	}
+	// Hand the distributed children off while the node is still a member:
+	// each supervisor first withdraws the node from its placement, and
+	// calls to the moving children reach their new instances.
 	n.mu.Lock()
 	dsups := make([]*supervisor.Distributed, 0, len(n.dsups))
 	for _, d := range n.dsups {
@@ -461,8 +458,20 @@ func (n *Node) Stop(ctx context.Context) error {
 		d.Drain(ctx)
 		d.Stop(ctx)
 	}
+	// Stop the local actors while the transport still carries their
+	// answers: a call in progress gets its reply, a queued one its
+	// *ExitError, rather than ErrNodeDown.
 	if err := n.sys.Shutdown(ctx); err != nil {
 		errs = append(errs, err)
+	}
+	// Leave the ring last.
+	n.mu.Lock()
+	n.left = true
+	n.mu.Unlock()
+	if _, err := n.client.Txn(ctx).
+		If(clientv3.Compare(clientv3.LeaseValue(ring.MemberKey(n.cfg.Prefix, n.cfg.NodeID)), "=", n.session.Current().ID())).
+		Then(clientv3.OpDelete(ring.MemberKey(n.cfg.Prefix, n.cfg.NodeID))).Commit(); err != nil {
+		errs = append(errs, fmt.Errorf("delete member key: %w", err))
 	}
 	if err := n.teardown(ctx); err != nil {
 		errs = append(errs, err)

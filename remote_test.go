@@ -376,14 +376,13 @@ func TestRemoteCallFailsAtOnceWhenNodeStops(t *testing.T) {
 	if err := b.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// The callee's node answers each pending call before it leaves: the
+	// caller learns the callee stopped, not that its node went away.
 	for range callers {
 		err := <-errs
 		var ee *actor.ExitError
-		switch {
-		case errors.Is(err, cohort.ErrNodeDown):
-		case errors.As(err, &ee) && errors.Is(ee.Reason, actor.Shutdown):
-		default:
-			t.Fatalf("pending call when the node stopped = %v", err)
+		if !errors.As(err, &ee) || !errors.Is(ee.Reason, actor.Shutdown) {
+			t.Fatalf("pending call when the node stopped = %v, want *ExitError with Shutdown", err)
 		}
 	}
 	if d := time.Since(start); d > 5*time.Second {
@@ -392,6 +391,37 @@ func TestRemoteCallFailsAtOnceWhenNodeStops(t *testing.T) {
 	waitMembers(t, a, "a")
 	if _, err := a.Call(ctx, ref, "x"); !errors.Is(err, cohort.ErrNodeDown) {
 		t.Fatalf("call to a stopped node = %v", err)
+	}
+}
+
+// A call the callee is handling when its node stops gracefully gets the
+// callee's reply: the node leaves only once its actors have stopped.
+func TestRemoteCallInProgressGetsItsReplyWhenNodeStops(t *testing.T) {
+	nodes := startCluster(t, cohort.Config{}, "a", "b")
+	a, b := nodes[0], nodes[1]
+	began := make(chan struct{})
+	slow := actor.Func(func(*actor.Context, any) (any, error) {
+		close(began)
+		time.Sleep(300 * time.Millisecond)
+		return "done", nil
+	})
+	ref, err := b.System().Spawn(context.Background(), slow, actor.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := timeout(t, 30*time.Second)
+	type result struct {
+		v   any
+		err error
+	}
+	got := make(chan result, 1)
+	go func() { v, err := a.Call(ctx, ref, "work"); got <- result{v, err} }()
+	<-began
+	if err := b.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-got; r.err != nil || r.v != "done" {
+		t.Fatalf("call in progress when its node stopped = %v, %v; want the reply", r.v, r.err)
 	}
 }
 
