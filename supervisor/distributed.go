@@ -109,7 +109,10 @@ const (
 )
 
 // DistributedOptions configure a distributed supervisor. The zero value
-// works.
+// works: a field left zero takes its default. StartDistributed fails with
+// ErrInvalidSpec, naming the field, on a negative MaxChildren, MoveBatch,
+// StableWindow or ClusterMaxRestarts, or a Balance other than BalanceAuto
+// and BalanceManual.
 type DistributedOptions struct {
 	// Balance is BalanceAuto (default) or BalanceManual.
 	Balance BalanceMode
@@ -141,6 +144,29 @@ type DistributedOptions struct {
 	Listener func(DistEvent)
 	// Logger receives events. Default: the system's logger.
 	Logger *zap.Logger
+}
+
+// check refuses options out of range: zero means the default, a negative
+// count or duration, or an unknown Balance, is an error wrapping
+// ErrInvalidSpec that names the field.
+func (o DistributedOptions) check() error {
+	if o.Balance != BalanceAuto && o.Balance != BalanceManual {
+		return fmt.Errorf("%w: DistributedOptions.Balance %d is neither BalanceAuto nor BalanceManual", ErrInvalidSpec, o.Balance)
+	}
+	for _, f := range []struct {
+		name  string
+		value int64
+	}{
+		{"MaxChildren", int64(o.MaxChildren)},
+		{"MoveBatch", int64(o.MoveBatch)},
+		{"StableWindow", int64(o.StableWindow)},
+		{"ClusterMaxRestarts", int64(o.ClusterMaxRestarts)},
+	} {
+		if f.value < 0 {
+			return fmt.Errorf("%w: DistributedOptions.%s is negative (zero means the default)", ErrInvalidSpec, f.name)
+		}
+	}
+	return nil
 }
 
 // DistEventType names a distributed supervisor event.

@@ -87,6 +87,9 @@ func StartDistributed(ctx context.Context, c Cluster, name string, o Distributed
 	if c.Client == nil || c.Session == nil || c.Ring == nil || c.System == nil || c.Kind == nil || c.Offer == nil {
 		return nil, fmt.Errorf("%w: Cluster needs Client, Session, Ring, System, Kind and Offer", ErrInvalidSpec)
 	}
+	if err := o.check(); err != nil {
+		return nil, err
+	}
 	in, err := o.Intensity.resolve()
 	if err != nil {
 		return nil, err
@@ -95,17 +98,14 @@ func StartDistributed(ctx context.Context, c Cluster, name string, o Distributed
 		in = Intensity{MaxRestarts: 3, Period: 5 * time.Second}
 	}
 	o.Intensity = in
-	if o.MoveBatch <= 0 {
+	if o.MoveBatch == 0 {
 		o.MoveBatch = 512
 	}
-	if o.StableWindow <= 0 {
+	if o.StableWindow == 0 {
 		o.StableWindow = time.Second
 	}
-	if o.ClusterMaxRestarts <= 0 {
+	if o.ClusterMaxRestarts == 0 {
 		o.ClusterMaxRestarts = 3
-	}
-	if o.MaxChildren < 0 {
-		return nil, fmt.Errorf("%w: MaxChildren %d is negative", ErrInvalidSpec, o.MaxChildren)
 	}
 	log := o.Logger
 	if log == nil {
