@@ -26,7 +26,7 @@ type ChildSpec struct {
 	// ID names the child in the supervisor, cluster-wide. Empty means one
 	// is generated and returned. A valid actor name without '/'.
 	ID string `json:"id"`
-	// Kind names the registered factory. Required.
+	// Kind names the registered factory. Required; a valid actor name.
 	Kind string `json:"kind"`
 	// Args are the encoded arguments; Init receives them in InitArgs.
 	Args []byte `json:"args,omitempty"`
@@ -38,7 +38,8 @@ type ChildSpec struct {
 	// DefaultWorkerShutdown.
 	Shutdown time.Duration `json:"shutdown,omitempty"`
 	// Node pins the child to one node: it runs only there, never moves, and
-	// waits while that node is down.
+	// waits while that node is down. If set, a node id: a valid actor name
+	// without '/'.
 	Node string `json:"node,omitempty"`
 }
 
@@ -322,6 +323,14 @@ func (s ChildSpec) validate() error {
 	}
 	if s.Kind == "" {
 		return fmt.Errorf("%w: child %q has no kind", ErrInvalidSpec, s.ID)
+	}
+	if err := actor.ValidateName(s.Kind); err != nil {
+		return fmt.Errorf("%w: child %q: kind: %w", ErrInvalidSpec, s.ID, err)
+	}
+	if s.Node != "" {
+		if err := actor.ValidateName(s.Node); err != nil || strings.Contains(s.Node, "/") {
+			return fmt.Errorf("%w: child %q: Node %q is not a node id (a non-empty name of printable characters without '/')", ErrInvalidSpec, s.ID, s.Node)
+		}
 	}
 	if s.Restart > Temporary {
 		return fmt.Errorf("%w: child %q has unknown restart type %d", ErrInvalidSpec, s.ID, s.Restart)
