@@ -76,6 +76,12 @@ func TestDistributedStopOnOneNodeHandsChildrenOver(t *testing.T) {
 	if err := a.sup.TerminateChild(context.Background(), ids[0]); !errors.Is(err, supervisor.ErrSupervisorStopped) {
 		t.Fatalf("TerminateChild through a stopped supervisor = %v, want ErrSupervisorStopped", err)
 	}
+	if _, err := a.sup.WhichChildren(ctx); !errors.Is(err, supervisor.ErrSupervisorStopped) {
+		t.Fatalf("WhichChildren through a stopped supervisor = %v, want ErrSupervisorStopped", err)
+	}
+	if _, err := a.sup.CountChildren(ctx); !errors.Is(err, supervisor.ErrSupervisorStopped) {
+		t.Fatalf("CountChildren through a stopped supervisor = %v, want ErrSupervisorStopped", err)
+	}
 	if time.Since(began) > 5*time.Second {
 		t.Fatalf("calls through a stopped supervisor took %v", time.Since(began))
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -399,6 +400,11 @@ func TestDistributedRestartTypes(t *testing.T) {
 		if c.ID == "loop" && (c.Status != supervisor.StatusFailed || c.Failures != 2) {
 			t.Fatalf("loop child %+v", c)
 		}
+	}
+	// Starting a failed child again says so, and what to do.
+	_, _, err := a.sup.StartChild(ctx, supervisor.ChildSpec{ID: "loop", Kind: "counter"})
+	if !errors.Is(err, supervisor.ErrChildFailed) || !errors.Is(err, supervisor.ErrAlreadyStarted) || !strings.Contains(err.Error(), "TerminateChild") {
+		t.Fatalf("StartChild of a failed child = %v", err)
 	}
 }
 

@@ -71,12 +71,18 @@ func (d *Distributed) prepareAt(spec ChildSpec, snap *ring.Snapshot) (ChildSpec,
 	return spec, nil
 }
 
-// StartChild stores the spec and waits until the child runs on the node the
-// ring gives it, returning its Ref and id. A child with that id already
-// existing fails with *AlreadyStartedError. The spec is durable: it
-// survives the loss of any node and a restart of the whole cluster while
-// etcd keeps its data. If ctx ends while waiting, the child still starts;
-// only the wait is abandoned.
+// StartChild stores the spec and waits until the node the ring gives the
+// child has claimed it (its owner key holds the instance's Ref), returning
+// that Ref and the id. The node spawns the child right after the claim:
+// calls through the supervisor (Call, Cast, Send) wait for it, but a call
+// straight to the returned Ref can, for that instant, fail with
+// actor.ErrNotFound. A child whose Init fails is restarted as any exit is,
+// and once past ClusterMaxRestarts Call and WhichChildren report
+// ErrChildFailed; StartChild does not wait for that. A child with that id
+// already existing fails with *AlreadyStartedError. The spec is durable:
+// it survives the loss of any node and a restart of the whole cluster
+// while etcd keeps its data. If ctx ends while waiting, the child still
+// starts; only the wait is abandoned.
 func (d *Distributed) StartChild(ctx context.Context, spec ChildSpec) (actor.Ref, string, error) {
 	spec, err := d.prepare(spec)
 	if err != nil {
@@ -87,15 +93,20 @@ func (d *Distributed) StartChild(ctx context.Context, spec ChildSpec) (actor.Ref
 		return actor.Ref{}, spec.ID, err
 	}
 	if !created {
-		ref, _ := d.Whereis(spec.ID)
+		ref, err := d.Whereis(spec.ID)
+		if errors.Is(err, ErrChildFailed) {
+			return actor.Ref{}, spec.ID, fmt.Errorf("%w: %w: %q; TerminateChild it first to start it again",
+				ErrAlreadyStarted, ErrChildFailed, spec.ID)
+		}
 		return ref, spec.ID, &AlreadyStartedError{ID: spec.ID, Ref: ref}
 	}
 	ref, err := d.waitRunning(ctx, spec.ID, actor.Ref{})
 	return ref, spec.ID, err
 }
 
-// FindOrStart returns the running child with the spec's id, starting it
-// first if no such child exists. Many nodes may call it at once for one id:
+// FindOrStart returns the child with the spec's id, starting it first (as
+// StartChild does, and returning when it is claimed) if no such child
+// exists. An existing child is returned whatever its spec. Many nodes may call it at once for one id:
 // exactly one spec is stored and exactly one instance runs.
 func (d *Distributed) FindOrStart(ctx context.Context, spec ChildSpec) (actor.Ref, error) {
 	if spec.ID == "" {
@@ -372,6 +383,9 @@ func (d *Distributed) TerminateChildRef(ctx context.Context, ref actor.Ref) erro
 // WhichChildren lists every child of the supervisor across the cluster, as
 // of one etcd revision (a linearizable read), sorted by id.
 func (d *Distributed) WhichChildren(ctx context.Context) ([]DistChildInfo, error) {
+	if d.ctx.Err() != nil {
+		return nil, ErrSupervisorStopped
+	}
 	resp, err := d.c.Client.Get(ctx, d.k.root, clientv3.WithPrefix())
 	if err != nil {
 		return nil, fmt.Errorf("supervisor: list children: %w", err)
