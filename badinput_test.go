@@ -29,3 +29,28 @@ func TestSuperviseNilFactory(t *testing.T) {
 		}
 	}
 }
+
+// RegisterKind refuses a kind that is not a valid name, and a nil
+// factory, with ErrInvalidConfig.
+func TestRegisterKindBadInput(t *testing.T) {
+	n := startNode(t, cohort.Config{NodeID: "badkind"})
+	f := func() actor.Actor { return echo{} }
+	for name, tc := range map[string]struct {
+		kind string
+		f    supervisor.Factory
+	}{
+		"empty kind":       {"", f},
+		"control char":     {"k\x00", f},
+		"newline":          {"k\n", f},
+		"invalid utf-8":    {"k\xff", f},
+		"nil factory":      {"k", nil},
+		"over length kind": {string(make([]byte, actor.MaxNameLen+1)), f},
+	} {
+		if err := n.RegisterKind(tc.kind, tc.f); !errors.Is(err, cohort.ErrInvalidConfig) {
+			t.Errorf("%s: RegisterKind = %v, want ErrInvalidConfig", name, err)
+		}
+	}
+	if err := n.RegisterKind("k", f); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/cohort-go/cohort/actor"
 	"github.com/cohort-go/cohort/ring"
 	"github.com/cohort-go/cohort/supervisor"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -13,10 +14,16 @@ import (
 // RegisterKind registers a factory under a kind name on this node and
 // publishes the kind in the node's member key, so distributed supervisors
 // place children of that kind here. Register the same kinds on every node
-// that should run them. It fails on an empty kind or a nil factory.
+// that should run them. A kind is a valid actor name (actor.ValidateName:
+// non-empty, at most actor.MaxNameLen bytes of UTF-8, no control
+// characters). It fails with an error wrapping ErrInvalidConfig on a kind
+// that is not, or a nil factory, and with ErrStopped on a stopped node.
 func (n *Node) RegisterKind(kind string, f supervisor.Factory) error {
-	if kind == "" || f == nil {
-		return fmt.Errorf("%w: RegisterKind needs a kind name and a factory", ErrInvalidConfig)
+	if err := actor.ValidateName(kind); err != nil {
+		return fmt.Errorf("%w: RegisterKind: kind: %w", ErrInvalidConfig, err)
+	}
+	if f == nil {
+		return fmt.Errorf("%w: RegisterKind %q needs a factory, got nil", ErrInvalidConfig, kind)
 	}
 	if n.isStopped() {
 		return ErrStopped
