@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/cohort-go/cohort"
 	"github.com/cohort-go/cohort/actor"
+	"github.com/cohort-go/cohort/registry"
 	"github.com/cohort-go/cohort/supervisor"
 )
 
@@ -52,5 +54,33 @@ func TestRegisterKindBadInput(t *testing.T) {
 	}
 	if err := n.RegisterKind("k", f); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// CallName checks its node id and name before looking anything up: a
+// malformed one is actor.ErrInvalidName, not ErrNotFound or ErrNodeDown.
+func TestCallNameBadInput(t *testing.T) {
+	n := startNode(t, cohort.Config{NodeID: "badcallname"})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for name, tc := range map[string]struct{ node, name string }{
+		"empty name here":      {n.ID(), ""},
+		"control name here":    {n.ID(), "x\x00"},
+		"empty name elsewhere": {"other", ""},
+		"node with slash":      {"a/b", "x"},
+		"control node":         {"a\x01", "x"},
+		"empty node":           {"", "x"},
+	} {
+		_, err := n.CallName(ctx, tc.node, tc.name, "hi")
+		if !errors.Is(err, actor.ErrInvalidName) || !errors.Is(err, registry.ErrInvalidName) {
+			t.Errorf("%s: CallName(%q, %q) = %v, want ErrInvalidName", name, tc.node, tc.name, err)
+		}
+	}
+	// Well-formed but absent: ErrNotFound here, ErrNodeDown elsewhere.
+	if _, err := n.CallName(ctx, n.ID(), "nobody", "hi"); !errors.Is(err, actor.ErrNotFound) {
+		t.Errorf("CallName of an unregistered name = %v, want ErrNotFound", err)
+	}
+	if _, err := n.CallName(ctx, "absent", "x", "hi"); !errors.Is(err, cohort.ErrNodeDown) {
+		t.Errorf("CallName on an absent node = %v, want ErrNodeDown", err)
 	}
 }

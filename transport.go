@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/cohort-go/cohort/actor"
@@ -202,9 +203,17 @@ func (n *Node) stopTransport() {
 
 // CallName calls the actor registered under name in the local name table
 // of node — not the global registry — as Erlang's {Name, Node}. It fails
-// with an error wrapping actor.ErrNotFound when no actor holds the name
-// there, and otherwise behaves as Call.
+// with an error wrapping actor.ErrInvalidName (registry.ErrInvalidName is
+// the same error) when node is not a node id or name is not a valid actor
+// name, with one wrapping actor.ErrNotFound when no actor holds the name
+// there, with ErrStopped on a stopped node, and otherwise behaves as Call.
 func (n *Node) CallName(ctx context.Context, node, name string, msg any) (any, error) {
+	if err := actor.ValidateName(node); err != nil || strings.Contains(node, "/") {
+		return nil, fmt.Errorf("%w: CallName: node %q is not a node id (a non-empty name of printable characters without '/')", actor.ErrInvalidName, node)
+	}
+	if err := actor.ValidateName(name); err != nil {
+		return nil, fmt.Errorf("CallName on node %s: %w", node, err)
+	}
 	if n.isStopped() {
 		return nil, ErrStopped
 	}
