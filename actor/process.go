@@ -50,6 +50,10 @@ type process struct {
 	sys      *System
 	ref      Ref
 	failFast bool
+	// phase is phaseStarted for an actor spawned at once; a Prepared one
+	// goes from phasePrepared to phaseStarted (Start) or phaseAbandoned
+	// (Abandon, or a stop before Start), whichever comes first.
+	phase atomic.Int32
 
 	// Written by senders for every message.
 	mu      sync.Mutex

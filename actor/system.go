@@ -115,24 +115,51 @@ func (s *System) ReserveRef() Ref {
 // fails or panics, Spawn returns the error and nothing is left running.
 // Messages sent to the actor during Init wait in its mailbox.
 func (s *System) Spawn(ctx context.Context, a Actor, opts Options) (Ref, error) {
-	if a == nil {
-		return Ref{}, ErrNilActor
-	}
-	if s.stopped.Load() {
-		return Ref{}, ErrSystemStopped
-	}
-	if err := ctx.Err(); err != nil {
+	if err := ctx.Err(); err != nil && a != nil && !s.stopped.Load() {
 		return Ref{}, fmt.Errorf("actor: spawn: %w", err)
 	}
+	pr, err := s.Prepare(a, opts)
+	if err != nil {
+		return Ref{}, err
+	}
+	if err := pr.Start(opts.Args); err != nil {
+		return Ref{}, err
+	}
+	return pr.Ref(), nil
+}
+
+// Prepared is an actor registered under its Ref, and under opts.Name if
+// set, that has not started: messages sent to it wait in its mailbox
+// until Start runs its Init and lets it handle them. It lets a caller
+// publish the Ref (in etcd, say) before the actor starts, and have
+// messages sent on seeing it wait rather than fail. Start or Abandon must
+// follow, once.
+type Prepared struct{ p *process }
+
+const (
+	phaseStarted int32 = iota
+	phasePrepared
+	phaseAbandoned
+)
+
+// Prepare registers a, not started, as Spawn would before running Init
+// (opts.Args is not used: Start takes the arguments).
+func (s *System) Prepare(a Actor, opts Options) (*Prepared, error) {
+	if a == nil {
+		return nil, ErrNilActor
+	}
+	if s.stopped.Load() {
+		return nil, ErrSystemStopped
+	}
 	if opts.MailboxSize < 0 || opts.ShutdownTimeout < 0 {
-		return Ref{}, fmt.Errorf("%w: MailboxSize %d and ShutdownTimeout %v must not be negative",
+		return nil, fmt.Errorf("%w: MailboxSize %d and ShutdownTimeout %v must not be negative",
 			ErrInvalidOption, opts.MailboxSize, opts.ShutdownTimeout)
 	}
 	ref := opts.Ref
 	if ref.IsZero() {
 		ref = s.ReserveRef()
 	} else if ref.Node != s.node || ref.Incarnation != s.incarnation || ref.ID == 0 || ref.ID > s.ids.Load() {
-		return Ref{}, fmt.Errorf("%w: Ref %v was not reserved on this system", ErrInvalidOption, ref)
+		return nil, fmt.Errorf("%w: Ref %v was not reserved on this system", ErrInvalidOption, ref)
 	}
 	p := &process{
 		sys:      s,
@@ -150,22 +177,39 @@ func (s *System) Spawn(ctx context.Context, a Actor, opts Options) (Ref, error) 
 	p.info, _ = a.(InfoHandler)
 	p.term, _ = a.(Terminator)
 	p.ctx.p = p
+	p.phase.Store(phasePrepared)
 	p.state.Store(stateRunning) // messages queue without scheduling until Init is done
 	if !s.procs.insert(p) {
-		return Ref{}, fmt.Errorf("%w: Ref %v is in use", ErrInvalidOption, ref)
+		return nil, fmt.Errorf("%w: Ref %v is in use", ErrInvalidOption, ref)
 	}
 	s.live.Add(1)
 	if opts.Name != "" {
 		if err := s.register(opts.Name, p); err != nil {
 			p.exited.Store(true)
 			s.remove(p)
-			return Ref{}, err
+			return nil, err
 		}
 	}
-	if in, ok := a.(Initializer); ok {
-		if err := s.init(in, p, opts.Args); err != nil {
+	return &Prepared{p: p}, nil
+}
+
+// Ref returns the prepared actor's Ref.
+func (pr *Prepared) Ref() Ref { return pr.p.ref }
+
+// Start runs the prepared actor: its Init, if it is an Initializer, with
+// args in the calling goroutine, then the messages that waited. If Init
+// fails or panics the actor exits with that reason (callers that waited
+// get *ExitError) and Start returns the error. It fails with an error
+// wrapping ErrNotFound when the actor was abandoned or stopped first.
+func (pr *Prepared) Start(args any) error {
+	p := pr.p
+	if !p.phase.CompareAndSwap(phasePrepared, phaseStarted) {
+		return fmt.Errorf("%w: %v was stopped before it started", ErrNotFound, p.ref)
+	}
+	if in, ok := p.actor.(Initializer); ok {
+		if err := p.sys.init(in, p, args); err != nil {
 			p.exit(err)
-			return Ref{}, fmt.Errorf("actor: init: %w", err)
+			return fmt.Errorf("actor: init: %w", err)
 		}
 	}
 	p.state.Store(stateIdle)
@@ -175,7 +219,25 @@ func (s *System) Spawn(ctx context.Context, a Actor, opts Options) (Ref, error) 
 	if pending {
 		p.schedule()
 	}
-	return p.ref, nil
+	return nil
+}
+
+// Abandon ends the prepared actor without starting it, as if it had never
+// existed: the messages that waited are dropped, callers that waited fail
+// with an error wrapping ErrNotFound, and monitors get Down with it. It
+// does nothing once Start has begun.
+func (pr *Prepared) Abandon() {
+	pr.p.abandon(fmt.Errorf("%w: %v was never started", ErrNotFound, pr.p.ref))
+}
+
+// abandon ends p with reason if it is prepared and not started, and
+// reports whether it did.
+func (p *process) abandon(reason error) bool {
+	if !p.phase.CompareAndSwap(phasePrepared, phaseAbandoned) {
+		return false
+	}
+	p.exit(reason)
+	return true
 }
 
 func (s *System) init(in Initializer, p *process, args any) (err error) {
@@ -469,6 +531,9 @@ func (s *System) StopTimeout(ctx context.Context, to Target, reason error, timeo
 func (p *process) stop(ctx context.Context, reason error, timeout time.Duration) error {
 	if reason == nil {
 		reason = Normal
+	}
+	if p.abandon(reason) {
+		return nil // prepared, never started: there is nothing to terminate
 	}
 	p.requestStop(reason)
 	p.schedule()
