@@ -630,14 +630,14 @@ const claimsInFlight = 4
 // hold (the caller claims them in full), true when it was done with them.
 func (d *Distributed) claimLean(ep *lease.Epoch, ids []string, rev int64) bool {
 	unchanged := clientv3.Compare(clientv3.ModRevision(d.k.root+"handoff/"), "<", rev+1).WithPrefix()
-	refs, resp, ok := d.claimTxn(ep, ids, 1, unchanged, nil)
+	ins, resp, ok := d.claimTxn(ep, ids, 1, unchanged, nil)
 	if !ok {
 		return true
 	}
 	if !resp.Succeeded {
 		return false
 	}
-	d.started(ep, ids, refs, func(int) []byte { return nil })
+	d.started(ep, ids, ins, func(int) []byte { return nil })
 	return true
 }
 
@@ -646,18 +646,19 @@ func (d *Distributed) claimLean(ep *lease.Epoch, ids []string, rev int64) bool {
 // the operation take makes for its id, if take is set (opsPerID is the
 // number of operations per id); cmp, if set, is one more comparison. It returns false when the commit
 // failed (logged, and the ids left for the next pass).
-func (d *Distributed) claimTxn(ep *lease.Epoch, ids []string, opsPerID int, cmp clientv3.Cmp, take func(id string) clientv3.Op) ([]actor.Ref, *clientv3.TxnResponse, bool) {
-	refs := make([]actor.Ref, len(ids))
+func (d *Distributed) claimTxn(ep *lease.Epoch, ids []string, opsPerID int, cmp clientv3.Cmp, take func(id string) clientv3.Op) ([]instance, *clientv3.TxnResponse, bool) {
+	ins := make([]instance, len(ids))
 	cmps := make([]clientv3.Cmp, 0, len(ids)+1)
 	ops := make([]clientv3.Op, 0, opsPerID*len(ids))
 	if cmp.Key != nil {
 		cmps = append(cmps, cmp)
 	}
 	for i, id := range ids {
-		refs[i] = d.c.System.ReserveRef()
+		spec, _ := d.specOf(id)
+		ins[i] = d.prepareInstance(spec)
 		key := d.k.owner(id)
 		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), "=", 0))
-		ops = append(ops, clientv3.OpPut(key, string(encodeOwner(owner{Node: d.c.NodeID, Ref: refs[i]})), clientv3.WithLease(ep.ID())))
+		ops = append(ops, clientv3.OpPut(key, string(encodeOwner(owner{Node: d.c.NodeID, Ref: ins[i].ref})), clientv3.WithLease(ep.ID())))
 		if take != nil {
 			ops = append(ops, take(id))
 		}
@@ -665,12 +666,64 @@ func (d *Distributed) claimTxn(ep *lease.Epoch, ids []string, opsPerID int, cmp 
 	ctx, cancel := context.WithTimeout(ep.Context(), 10*time.Second)
 	resp, err := d.c.Client.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	cancel()
+	if err != nil || !resp.Succeeded {
+		for _, in := range ins {
+			in.abandon()
+		}
+	}
 	if err != nil {
 		d.log.Warn("claim failed; will retry", zap.Error(err))
 		d.markDirty(ids...)
 		return nil, nil, false
 	}
-	return refs, resp, true
+	return ins, resp, true
+}
+
+// instance is the next instance of a child, prepared before its owner key
+// is written, so that messages sent on seeing the key wait for it to
+// start. pr is nil when it could not be prepared: err says why, and its
+// start fails with it.
+type instance struct {
+	ref actor.Ref
+	pr  *actor.Prepared
+	err error
+}
+
+// prepareInstance prepares an instance of spec's kind, not yet started.
+func (d *Distributed) prepareInstance(spec ChildSpec) instance {
+	a, err := d.build(spec)
+	if err == nil {
+		var pr *actor.Prepared
+		if pr, err = d.c.System.Prepare(a, actor.Options{ShutdownTimeout: Child{Shutdown: spec.Shutdown}.shutdown()}); err == nil {
+			return instance{ref: pr.Ref(), pr: pr}
+		}
+	}
+	return instance{ref: d.c.System.ReserveRef(), err: err}
+}
+
+// build makes a behaviour of spec's kind with the factory this node
+// registered.
+func (d *Distributed) build(spec ChildSpec) (a actor.Actor, err error) {
+	f, ok := d.c.Kind(spec.Kind)
+	if !ok {
+		return nil, fmt.Errorf("%w: kind %q is not registered on node %s", ErrUnknownKind, spec.Kind, d.c.NodeID)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("factory for kind %q panicked: %v", spec.Kind, r)
+		}
+	}()
+	if a = f(); a == nil {
+		return nil, fmt.Errorf("factory for kind %q returned nil", spec.Kind)
+	}
+	return a, nil
+}
+
+// abandon drops a prepared instance that will not start.
+func (in instance) abandon() {
+	if in.pr != nil {
+		in.pr.Abandon()
+	}
 }
 
 // claimBatch claims up to idsPerTxn ids in one transaction, taking their
@@ -679,7 +732,7 @@ func (d *Distributed) claimTxn(ep *lease.Epoch, ids []string, opsPerID int, cmp 
 func (d *Distributed) claimBatch(ep *lease.Epoch, part []string) {
 	// The handed-off state, if any, is taken by deleting it: the deletion
 	// returns it.
-	refs, resp, ok := d.claimTxn(ep, part, 2, clientv3.Cmp{}, func(id string) clientv3.Op {
+	ins, resp, ok := d.claimTxn(ep, part, 2, clientv3.Cmp{}, func(id string) clientv3.Op {
 		return clientv3.OpDelete(d.k.handoff(id), clientv3.WithPrevKV())
 	})
 	if !ok {
@@ -693,7 +746,7 @@ func (d *Distributed) claimBatch(ep *lease.Epoch, part []string) {
 		}
 		return
 	}
-	d.started(ep, part, refs, func(i int) []byte {
+	d.started(ep, part, ins, func(i int) []byte {
 		if kvs := resp.Responses[2*i+1].GetResponseDeleteRange().GetPrevKvs(); len(kvs) > 0 {
 			return kvs[0].Value
 		}
@@ -702,22 +755,24 @@ func (d *Distributed) claimBatch(ep *lease.Epoch, part []string) {
 }
 
 // started starts the children whose owner keys a claim created, ids[i]
-// under refs[i] with handoff(i), and releases those whose spec is gone.
-func (d *Distributed) started(ep *lease.Epoch, ids []string, refs []actor.Ref, handoff func(i int) []byte) {
+// as ins[i] with handoff(i), and releases those whose spec is gone.
+func (d *Distributed) started(ep *lease.Epoch, ids []string, ins []instance, handoff func(i int) []byte) {
 	var orphans []release
 	for i, id := range ids {
 		spec, ok := d.specOf(id)
 		if !ok {
+			ins[i].abandon()
 			orphans = append(orphans, release{id: id})
 			continue
 		}
-		d.start(ep, spec, refs[i], handoff(i), nil)
+		d.start(ep, spec, ins[i], handoff(i), nil)
 	}
 	d.releaseAll(ep, orphans)
 }
 
-// start spawns a child under a Ref already published in its owner key.
-func (d *Distributed) start(ep *lease.Epoch, spec ChildSpec, ref actor.Ref, handoff []byte, restarts []time.Time) {
+// start starts a child's instance, whose Ref its owner key publishes.
+func (d *Distributed) start(ep *lease.Epoch, spec ChildSpec, in instance, handoff []byte, restarts []time.Time) {
+	ref := in.ref
 	// A child starts only while its epoch is alive, and is in d.local
 	// before it is spawned, so a fence finds it; one that was fenced while
 	// it was being spawned is stopped here. The hold keeps the lost lease
@@ -728,6 +783,7 @@ func (d *Distributed) start(ep *lease.Epoch, spec ChildSpec, ref actor.Ref, hand
 	d.mu.Lock()
 	if !ep.Alive() {
 		d.mu.Unlock()
+		in.abandon()
 		return // the owner key goes with the lease
 	}
 	d.local[spec.ID] = lc
@@ -735,12 +791,9 @@ func (d *Distributed) start(ep *lease.Epoch, spec ChildSpec, ref actor.Ref, hand
 		d.ranOnce[spec.ID] = struct{}{}
 	}
 	d.mu.Unlock()
-	f, ok := d.c.Kind(spec.Kind)
-	var err error
-	if !ok {
-		err = fmt.Errorf("%w: kind %q is not registered on node %s", ErrUnknownKind, spec.Kind, d.c.NodeID)
-	} else {
-		_, err = d.spawn(f, spec, ref, handoff)
+	err := in.err
+	if err == nil {
+		err = in.pr.Start(InitArgs{ID: spec.ID, Args: spec.Args, Handoff: handoff})
 	}
 	d.mu.Lock()
 	fenced := lc.stopping
@@ -770,17 +823,6 @@ func (d *Distributed) start(ep *lease.Epoch, spec ChildSpec, ref actor.Ref, hand
 		t = DistChildMoved
 	}
 	d.emit(DistEvent{Type: t, ChildID: spec.ID, Ref: ref})
-}
-
-func (d *Distributed) spawn(f Factory, spec ChildSpec, ref actor.Ref, handoff []byte) (_ actor.Ref, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("factory for kind %q panicked: %v", spec.Kind, r)
-		}
-	}()
-	a := f()
-	return d.c.System.Spawn(d.ctx, a, actor.Options{Ref: ref, ShutdownTimeout: Child{Shutdown: spec.Shutdown}.shutdown(),
-		Args: InitArgs{ID: spec.ID, Args: spec.Args, Handoff: handoff}})
 }
 
 // childExited applies the restart type and the intensities to a local
@@ -817,18 +859,19 @@ func (d *Distributed) childExited(ep *lease.Epoch, e childExit) {
 		}
 		recent = nil
 	}
-	ref := d.c.System.ReserveRef()
-	val := encodeOwner(owner{Node: d.c.NodeID, Ref: ref})
+	in := d.prepareInstance(spec)
+	val := encodeOwner(owner{Node: d.c.NodeID, Ref: in.ref})
 	ctx, cancel := context.WithTimeout(ep.Context(), 10*time.Second)
 	resp, err := d.c.Client.Txn(ctx).
 		If(clientv3.Compare(clientv3.LeaseValue(d.k.owner(id)), "=", ep.ID())).
 		Then(clientv3.OpPut(d.k.owner(id), string(val), clientv3.WithLease(ep.ID()))).Commit()
 	cancel()
 	if err != nil || !resp.Succeeded {
+		in.abandon()
 		d.markDirty(id)
 		return
 	}
-	d.start(ep, spec, ref, nil, recent)
+	d.start(ep, spec, in, nil, recent)
 }
 
 // countFailure records that a child exceeded its restart intensity here;
