@@ -73,12 +73,12 @@ func (d *Distributed) prepareAt(spec ChildSpec, snap *ring.Snapshot) (ChildSpec,
 
 // StartChild stores the spec and waits until the node the ring gives the
 // child has claimed it (its owner key holds the instance's Ref), returning
-// that Ref and the id. The node spawns the child right after the claim:
-// calls through the supervisor (Call, Cast, Send) wait for it, but a call
-// straight to the returned Ref can, for that instant, fail with
-// actor.ErrNotFound. A child whose Init fails is restarted as any exit is,
-// and once past ClusterMaxRestarts Call and WhichChildren report
-// ErrChildFailed; StartChild does not wait for that. A child with that id
+// that Ref and the id. The instance is registered under the Ref before
+// the claim publishes it, and its Init runs right after: messages sent to
+// the Ref wait for Init, as they would in Erlang. A child whose Init fails
+// is restarted as any exit is (a call that waited for that Init fails
+// with its error), and once past ClusterMaxRestarts Call and
+// WhichChildren report ErrChildFailed; StartChild does not wait for that. A child with that id
 // already existing fails with *AlreadyStartedError. The spec is durable:
 // it survives the loss of any node and a restart of the whole cluster
 // while etcd keeps its data. If ctx ends while waiting, the child still
