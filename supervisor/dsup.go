@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -181,6 +182,7 @@ func (d *Distributed) watchRing(changes <-chan ring.Change, unsubscribe func()) 
 	defer d.wg.Done()
 	defer unsubscribe()
 	first := true
+	var placing string
 	for {
 		select {
 		case <-d.ctx.Done():
@@ -189,12 +191,6 @@ func (d *Distributed) watchRing(changes <-chan ring.Change, unsubscribe func()) 
 			if !ok {
 				return
 			}
-			d.mu.Lock()
-			d.full = true
-			if !first {
-				d.ringAt = time.Now()
-			}
-			d.mu.Unlock()
 			if !first {
 				for _, m := range ch.Joined {
 					d.emit(DistEvent{Type: NodeUp, Node: m.ID})
@@ -203,12 +199,44 @@ func (d *Distributed) watchRing(changes <-chan ring.Change, unsubscribe func()) 
 					d.emit(DistEvent{Type: NodeDown, Node: m.ID})
 				}
 			}
+			// Only a change among the nodes that run this supervisor
+			// moves its children: another supervisor starting, or a node
+			// that does not run this one, asks nothing of it.
+			now := d.placing(ch.Members)
+			if !first && now == placing && !slices.ContainsFunc(ch.Left, d.runs.Match) && !slices.ContainsFunc(ch.Joined, d.runs.Match) {
+				continue
+			}
+			placing = now
+			d.mu.Lock()
+			d.full = true
+			if !first {
+				d.ringAt = time.Now()
+			}
+			d.mu.Unlock()
 			first = false
 			d.poke()
 			// A join moves children only after the window; look again then.
 			time.AfterFunc(d.o.StableWindow, d.poke)
 		}
 	}
+}
+
+// placing describes what placement by this supervisor depends on in
+// members: the nodes that run it, with their kinds and roles.
+func (d *Distributed) placing(members []ring.Member) string {
+	var b strings.Builder
+	for _, m := range members {
+		if !d.runs.Match(m) {
+			continue
+		}
+		b.WriteString(m.ID)
+		for _, l := range [][]string{m.Kinds, m.Roles} {
+			b.WriteByte(0)
+			b.WriteString(strings.Join(l, "\x01"))
+		}
+		b.WriteByte(0)
+	}
+	return b.String()
 }
 
 // watchEpochs holds each epoch of the session (see lease.Epoch.Hold) while
