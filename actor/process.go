@@ -50,10 +50,6 @@ type process struct {
 	sys      *System
 	ref      Ref
 	failFast bool
-	// phase is phaseStarted for an actor spawned at once; a Prepared one
-	// goes from phasePrepared to phaseStarted (Start) or phaseAbandoned
-	// (Abandon, or a stop before Start), whichever comes first.
-	phase atomic.Int32
 
 	// Written by senders for every message.
 	mu      sync.Mutex
@@ -70,7 +66,11 @@ type process struct {
 	stopReason error // set before flagStop; read by the run loop
 	reason     error // exit reason; written before done is closed
 	exited     atomic.Bool
-	done       chan struct{}
+	// phase goes from phasePrepared to phaseStarted (Start) or
+	// phaseAbandoned (Abandon, or a stop before Start), whichever comes
+	// first. It sits here to fill exited's padding.
+	phase atomic.Int32
+	done  chan struct{}
 
 	// Written by the actor's goroutine for every message.
 	ctx Context
