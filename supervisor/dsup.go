@@ -123,13 +123,24 @@ func StartDistributed(ctx context.Context, c Cluster, name string, o Distributed
 	// The mirror lives as long as the supervisor; ctx bounds only its
 	// first read.
 	abort := context.AfterFunc(ctx, d.cancel)
+	// The node is published as running the supervisor while its view of
+	// the children loads: the other nodes move children to it only after
+	// the stable window, which the load overlaps, and a child released to
+	// it meanwhile waits (with its handed-off state) until it claims it.
+	offered := make(chan error, 1)
+	go func() { offered <- c.Offer(ctx, name, true) }()
 	d.m, err = mirror.StartDecoded(d.ctx, c.Client, d.k.root, d.log, d.onUpdate, d.decodeKey)
 	if !abort() && err == nil {
 		d.m.Close()
 		err = ctx.Err()
 	}
+	if oerr := <-offered; oerr != nil && err == nil {
+		d.m.Close()
+		err = fmt.Errorf("publish it in the member record: %w", oerr)
+	}
 	if err != nil {
 		d.cancel()
+		d.withdraw(context.Background())
 		return nil, fmt.Errorf("supervisor: distributed %q: %w", name, err)
 	}
 	changes, unsubscribe := c.Ring.Subscribe()
@@ -137,10 +148,6 @@ func StartDistributed(ctx context.Context, c Cluster, name string, o Distributed
 	go d.watchRing(changes, unsubscribe)
 	go d.watchEpochs()
 	go d.loop()
-	if err := c.Offer(ctx, name, true); err != nil {
-		d.Stop(context.Background())
-		return nil, fmt.Errorf("supervisor: distributed %q: publish it in the member record: %w", name, err)
-	}
 	return d, nil
 }
 
