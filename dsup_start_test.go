@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/cohort-go/cohort/actor"
-	"github.com/cohort-go/cohort/internal/etcdtest"
 	"github.com/cohort-go/cohort/supervisor"
 )
 
@@ -25,17 +24,7 @@ func (s *slowInit) HandleCall(*actor.Context, any) (any, error) { return s.id, n
 // however long its Init takes: the instance is registered under its Ref
 // before the owner key publishes it, and calls wait for Init.
 func TestDistributedStartChildRefAnswersAtOnce(t *testing.T) {
-	cl := etcdtest.Start(t)
-	var nodes []dnode
-	for _, id := range []string{"a", "b"} {
-		n := startDNode(t, cl, id, nil, supervisor.DistributedOptions{})
-		if err := n.RegisterKind("slow", func() actor.Actor { return &slowInit{} }); err != nil {
-			t.Fatal(err)
-		}
-		nodes = append(nodes, n)
-	}
-	a := nodes[0]
-	waitMembers(t, a.Node, "a", "b")
+	a := startDNodesWithKind(t, "slow", func() actor.Actor { return &slowInit{} }, "a", "b")[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	remote := 0

@@ -183,18 +183,9 @@ func (c *counted) HandleCall(*actor.Context, any) (any, error) { return "ok", ni
 // removes it, and the supervisor started there again does not run it a
 // second time.
 func TestDistributedStopRemovesTemporaryChildren(t *testing.T) {
-	cl := etcdtest.Start(t)
 	s := &initCount{n: map[string]int{}}
-	var nodes []dnode
-	for _, id := range []string{"a", "b"} {
-		n := startDNode(t, cl, id, nil, supervisor.DistributedOptions{})
-		if err := n.RegisterKind("once", s.factory); err != nil {
-			t.Fatal(err)
-		}
-		nodes = append(nodes, n)
-	}
+	nodes := startDNodesWithKind(t, "once", s.factory, "a", "b")
 	a := nodes[0]
-	waitMembers(t, a.Node, "a", "b")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var onA []string
@@ -301,4 +292,21 @@ func TestDistributedCallsDuringNodeStop(t *testing.T) {
 			t.Fatalf("%s = %v, %v after %d incr calls", id, v, err, sent[id])
 		}
 	}
+}
+
+// startDNodesWithKind starts nodes ids, as startDNode does, on a new etcd,
+// each registering kind with f as well, and waits until they see each
+// other.
+func startDNodesWithKind(t *testing.T, kind string, f supervisor.Factory, ids ...string) []dnode {
+	t.Helper()
+	cl := etcdtest.Start(t)
+	nodes := make([]dnode, len(ids))
+	for i, id := range ids {
+		nodes[i] = startDNode(t, cl, id, nil, supervisor.DistributedOptions{})
+		if err := nodes[i].RegisterKind(kind, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitMembers(t, nodes[0].Node, ids...)
+	return nodes
 }
