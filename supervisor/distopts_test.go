@@ -27,6 +27,7 @@ func TestDistributedOptionsCheck(t *testing.T) {
 		"ClusterMaxRestarts": {ClusterMaxRestarts: -1},
 		"Balance":            {Balance: supervisor.BalanceManual + 1},
 		"Intensity":          {Intensity: supervisor.Intensity{MaxRestarts: -1, Period: time.Second}},
+		"Nodes":              {Nodes: []string{"a", "b/c"}},
 	} {
 		d, err := supervisor.StartDistributed(ctx, c, "opts", o)
 		if err == nil {
@@ -37,7 +38,7 @@ func TestDistributedOptionsCheck(t *testing.T) {
 		if !errors.Is(err, supervisor.ErrInvalidSpec) {
 			t.Errorf("%s: err = %v, want ErrInvalidSpec", field, err)
 		}
-		if field != "Intensity" && !strings.Contains(err.Error(), field) {
+		if !strings.Contains(err.Error(), field) {
 			t.Errorf("%s: err = %v does not name the field", field, err)
 		}
 	}

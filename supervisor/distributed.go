@@ -167,6 +167,22 @@ func (o DistributedOptions) check() error {
 			return fmt.Errorf("%w: DistributedOptions.%s is negative (zero means the default)", ErrInvalidSpec, f.name)
 		}
 	}
+	for _, n := range o.Nodes {
+		if err := checkNodeID(n); err != nil {
+			return fmt.Errorf("%w: DistributedOptions.Nodes: %w", ErrInvalidSpec, err)
+		}
+	}
+	if _, err := o.Intensity.resolve(); err != nil {
+		return fmt.Errorf("DistributedOptions.Intensity: %w", err)
+	}
+	return nil
+}
+
+// checkNodeID fails for what cannot be a node id.
+func checkNodeID(n string) error {
+	if err := actor.ValidateName(n); err != nil || strings.Contains(n, "/") {
+		return fmt.Errorf("%q is not a node id (a non-empty name of printable characters without '/')", n)
+	}
 	return nil
 }
 
@@ -328,8 +344,8 @@ func (s ChildSpec) validate() error {
 		return fmt.Errorf("%w: child %q: kind: %w", ErrInvalidSpec, s.ID, err)
 	}
 	if s.Node != "" {
-		if err := actor.ValidateName(s.Node); err != nil || strings.Contains(s.Node, "/") {
-			return fmt.Errorf("%w: child %q: Node %q is not a node id (a non-empty name of printable characters without '/')", ErrInvalidSpec, s.ID, s.Node)
+		if err := checkNodeID(s.Node); err != nil {
+			return fmt.Errorf("%w: child %q: Node %w", ErrInvalidSpec, s.ID, err)
 		}
 	}
 	if s.Restart > Temporary {
