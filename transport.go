@@ -52,7 +52,9 @@ type TransportConfig struct {
 
 	// MaxMessageSize bounds one encoded message or reply; larger ones fail
 	// at the sender with ErrMessageTooLarge. Use the same value on every
-	// node. Default 4 MiB.
+	// node. Default 4 MiB. The bound is on the encoding: a []byte field
+	// of a JSON-encoded type grows by a third (base64), so a 3.5 MiB
+	// payload in one does not fit; a protobuf message carries bytes as is.
 	MaxMessageSize int
 	// QueueBytes bounds the bytes waiting to be written to one peer: when
 	// it is full, Call and Cast wait until their context ends (or fail with
