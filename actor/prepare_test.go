@@ -68,6 +68,7 @@ func TestPreparedActorAbandonedOrFailing(t *testing.T) {
 		want error
 	}{
 		{"abandon", func(pr *actor.Prepared) error { pr.Abandon(); return nil }, actor.ErrNotFound},
+		{"kill", func(pr *actor.Prepared) error { return sys.Kill(pr.Ref()) }, actor.ErrKilled},
 		{"init fails", func(pr *actor.Prepared) error { return pr.Start(errBoom) }, errBoom},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -81,8 +82,8 @@ func TestPreparedActorAbandonedOrFailing(t *testing.T) {
 			if err := sys.CallAsync(context.Background(), pr.Ref(), "what", func(_ any, err error) { errs <- err }); err != nil {
 				t.Fatal(err)
 			}
-			if err := tc.end(pr); tc.want == errBoom && !errors.Is(err, errBoom) {
-				t.Fatalf("Start = %v", err)
+			if err := tc.end(pr); (tc.want == errBoom) != (err != nil) {
+				t.Fatalf("%s = %v", tc.name, err)
 			}
 			if err := <-errs; !errors.Is(err, tc.want) {
 				t.Fatalf("waiting call = %v, want %v", err, tc.want)

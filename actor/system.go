@@ -203,7 +203,7 @@ func (pr *Prepared) Ref() Ref { return pr.p.ref }
 // wrapping ErrNotFound when the actor was abandoned or stopped first.
 func (pr *Prepared) Start(args any) error {
 	p := pr.p
-	if !p.phase.CompareAndSwap(phasePrepared, phaseStarted) {
+	if !p.phase.CompareAndSwap(phasePrepared, phaseStarted) || p.exited.Load() {
 		return fmt.Errorf("%w: %v was stopped before it started", ErrNotFound, p.ref)
 	}
 	if in, ok := p.actor.(Initializer); ok {
@@ -569,6 +569,9 @@ func (s *System) Kill(to Target) error {
 }
 
 func (p *process) kill(reason error) {
+	if p.abandon(reason) {
+		return
+	}
 	p.flags.Or(flagKill)
 	p.exit(reason)
 }
