@@ -412,11 +412,16 @@ func (n *Node) systemStopped(err error) error {
 
 // Stop leaves the cluster in order: it stops the supervisors started with
 // Supervise (their singletons hand over at once), resigns the node's
-// leaderships (so another node takes over at once), stops the local actors, deletes the
-// member key, revokes the lease (removing every key bound to it), closes
-// the etcd client, and last stops the embedded etcd (closing etcd under a
-// live client would stall the client for seconds). ctx bounds the etcd
-// requests; the steps run whatever happens. Stop may be called more than
+// leaderships (so another node takes over at once), drains its
+// distributed supervisors (their children move, with their state, to the
+// other nodes), stops the local actors (callers elsewhere get their
+// replies or *ExitError), deletes the member key, revokes the lease
+// (removing every key bound to it), closes the etcd client, and last stops
+// the embedded etcd (closing etcd under a live client would stall the
+// client for seconds). ctx bounds the etcd requests and the hand-offs;
+// the steps run whatever happens. Give it a live context: one already
+// cancelled skips the hand-offs (the children come back elsewhere when
+// the lease expires, without their state). Stop may be called more than
 // once and from several goroutines; all return when the first finishes.
 func (n *Node) Stop(ctx context.Context) error {
 	if _, ok := ctx.Deadline(); !ok {
