@@ -3,6 +3,7 @@ package cohort
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/cohort-go/cohort/actor"
@@ -75,6 +76,10 @@ func (n *Node) kind(name string) (supervisor.Factory, bool) {
 // this node, starting it on first use with opts (later calls ignore opts).
 // Start it on every node that should take part, with the same options.
 func (n *Node) DistributedSupervisor(ctx context.Context, name string, opts supervisor.DistributedOptions) (*supervisor.Distributed, error) {
+	// One start at a time: a second instance of a name never runs, even
+	// briefly.
+	n.dsupMu.Lock()
+	defer n.dsupMu.Unlock()
 	n.mu.Lock()
 	if n.stopped {
 		n.mu.Unlock()
@@ -94,10 +99,6 @@ func (n *Node) DistributedSupervisor(ctx context.Context, name string, opts supe
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if other, ok := n.dsups[name]; ok && !stopped(other) {
-		go d.Stop(context.Background())
-		return other, nil
-	}
 	if n.dsups == nil {
 		n.dsups = make(map[string]*supervisor.Distributed)
 	}
@@ -115,15 +116,22 @@ func stopped(d *supervisor.Distributed) bool {
 }
 
 // offerSupervisor publishes or withdraws, in the member record, that this
-// node runs the distributed supervisor sup. A node that has left the ring
-// (the end of Stop) changes the record, but does not put its key again.
+// node runs the distributed supervisor sup. Offers are counted: the
+// record lists sup while an instance that offered it has not withdrawn,
+// so a stopping instance does not withdraw the one that replaces it. A
+// node that has left the ring (the end of Stop) changes the record, but
+// does not put its key again.
 func (n *Node) offerSupervisor(ctx context.Context, sup string, on bool) error {
 	change := func(m *ring.Member) {
-		if on {
-			m.Supervisors = mergeSorted(m.Supervisors, []string{sup})
-		} else {
-			m.Supervisors = slices.DeleteFunc(slices.Clone(m.Supervisors), func(s string) bool { return s == sup })
+		if n.offers == nil {
+			n.offers = make(map[string]int)
 		}
+		if on {
+			n.offers[sup]++
+		} else if n.offers[sup]--; n.offers[sup] <= 0 {
+			delete(n.offers, sup)
+		}
+		m.Supervisors = slices.Sorted(maps.Keys(n.offers))
 	}
 	n.mu.Lock()
 	if n.left {

@@ -310,3 +310,86 @@ func startDNodesWithKind(t *testing.T, kind string, f supervisor.Factory, ids ..
 	waitMembers(t, nodes[0].Node, ids...)
 	return nodes
 }
+
+// Many goroutines asking a node for one supervisor at once get one
+// instance, and the node stays published as running it.
+func TestDistributedSupervisorConcurrentStarts(t *testing.T) {
+	cl := etcdtest.Start(t)
+	b := startDNode(t, cl, "b", nil, supervisor.DistributedOptions{})
+	a := startNode(t, cohort.Config{NodeID: "a", Endpoints: cl.Endpoints(), LeaseTTL: 2 * time.Second})
+	if err := a.RegisterKind("counter", func() actor.Actor { return &dcounter{} }); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const callers = 8
+	got := make(chan *supervisor.Distributed, callers)
+	for range callers {
+		go func() {
+			d, err := a.DistributedSupervisor(ctx, "users", supervisor.DistributedOptions{})
+			if err != nil {
+				t.Error(err)
+			}
+			got <- d
+		}()
+	}
+	first := <-got
+	for range callers - 1 {
+		if d := <-got; d != first {
+			t.Fatal("concurrent DistributedSupervisor calls returned different instances")
+		}
+	}
+	etcdtest.WaitFor(t, 10*time.Second, 5*time.Millisecond, "b to see a run the supervisor", func() bool {
+		for _, m := range b.Ring().Nodes() {
+			if m.ID == "a" && m.RunsSupervisor("users") {
+				return true
+			}
+		}
+		return false
+	})
+	ids := startCounters(t, b.sup, 30)
+	if n := onNode(waitAllRunning(t, b.sup, ids, 10*time.Second), "a"); n == 0 {
+		t.Fatal("no child placed on a")
+	}
+}
+
+// Drain while children are being started leaves none on the drained node:
+// a reconcile pass in progress when Drain begins is waited for.
+func TestDistributedDrainDuringStarts(t *testing.T) {
+	cl := etcdtest.Start(t)
+	a := startDNode(t, cl, "a", nil, supervisor.DistributedOptions{})
+	d := startDNode(t, cl, "d", nil, supervisor.DistributedOptions{})
+	waitMembers(t, a.Node, "a", "d")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for round := range 4 {
+		specs := make([]supervisor.ChildSpec, 400)
+		for i := range specs {
+			specs[i] = supervisor.ChildSpec{ID: fmt.Sprintf("r%d-%03d", round, i), Kind: "counter"}
+		}
+		started := make(chan error, 1)
+		go func() { _, err := a.sup.StartChildren(ctx, specs); started <- err }()
+		// Drain once d has started children of this round.
+		etcdtest.WaitFor(t, 10*time.Second, time.Millisecond, "d to start children", func() bool { return len(d.sup.LocalChildren()) > 0 })
+		d.sup.Drain(ctx)
+		if err := <-started; err != nil {
+			t.Fatal(err)
+		}
+		if n := len(d.sup.LocalChildren()); n != 0 {
+			t.Fatalf("round %d: %d children on d after Drain", round, n)
+		}
+		d.sup.Stop(ctx)
+		again, err := d.DistributedSupervisor(ctx, "users", supervisor.DistributedOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.sup = again
+	}
+	cs, err := a.sup.WhichChildren(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs) != 1600 {
+		t.Fatalf("%d children, want 1600", len(cs))
+	}
+}

@@ -56,6 +56,8 @@ type Node struct {
 	roots       []*supervisor.Ref // started by Supervise; stopped first by Stop
 	kinds       map[string]supervisor.Factory
 	dsups       map[string]*supervisor.Distributed
+	dsupMu      sync.Mutex     // serializes DistributedSupervisor's starts
+	offers      map[string]int // distributed supervisors offered, by name; guarded by mu
 	stopped     bool
 	left        bool // Stop deleted the member key: it is not put again
 	stopErr     error

@@ -55,10 +55,12 @@ type Distributed struct {
 	handoffSeen atomic.Int64
 	fencedTo    clientv3.LeaseID // the epoch the last pass fenced for
 
-	kick   chan struct{}
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	pass      sync.Mutex // held by a reconcile pass
+	withdrawn sync.Once  // the offer of StartDistributed withdrawn
+	kick      chan struct{}
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
 }
 
 // childExit is the exit of the instance down.Ref of the local child id.
@@ -305,7 +307,9 @@ func (d *Distributed) loop() {
 			return
 		case <-d.kick:
 		}
+		d.pass.Lock()
 		d.reconcile()
+		d.pass.Unlock()
 	}
 }
 

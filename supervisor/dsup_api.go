@@ -544,6 +544,12 @@ func (d *Distributed) Drain(ctx context.Context) {
 	d.withdraw(ctx)
 	d.mu.Lock()
 	d.draining = true
+	d.mu.Unlock()
+	// A pass in progress may still claim and start children; the passes
+	// after it start none.
+	d.pass.Lock()
+	d.pass.Unlock()
+	d.mu.Lock()
 	ids := make([]string, 0, len(d.local))
 	for id := range d.local {
 		ids = append(ids, id)
@@ -593,9 +599,12 @@ func (d *Distributed) Stop(ctx context.Context) {
 // Done is closed once Stop has begun.
 func (d *Distributed) Done() <-chan struct{} { return d.ctx.Done() }
 
-// withdraw takes this node out of the supervisor's placement.
+// withdraw takes this node out of the supervisor's placement, once: it
+// answers the one offer StartDistributed made.
 func (d *Distributed) withdraw(ctx context.Context) {
-	if err := d.c.Offer(ctx, d.name, false); err != nil {
-		d.log.Warn("withdrawing this node from placement failed; its children move when its lease ends", zap.Error(err))
-	}
+	d.withdrawn.Do(func() {
+		if err := d.c.Offer(ctx, d.name, false); err != nil {
+			d.log.Warn("withdrawing this node from placement failed; its children move when its lease ends", zap.Error(err))
+		}
+	})
 }
