@@ -2,6 +2,7 @@ package cohort_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -391,5 +392,52 @@ func TestDistributedDrainDuringStarts(t *testing.T) {
 	}
 	if len(cs) != 1600 {
 		t.Fatalf("%d children, want 1600", len(cs))
+	}
+}
+
+// A temporary child pinned to a node that went away is not started by the
+// node that comes back under the same id: the earlier incarnation may
+// have run it. Its spec is removed instead.
+func TestDistributedTemporaryNotRunByALaterIncarnation(t *testing.T) {
+	cl := etcdtest.Start(t)
+	s := &initCount{n: map[string]int{}}
+	// y runs no supervisor, so nothing removes the spec before x is back.
+	y := startNode(t, cohort.Config{NodeID: "y", Endpoints: cl.Endpoints(), LeaseTTL: 2 * time.Second})
+	// The spec as an earlier incarnation of x left it: pinned to x, with
+	// no owner (x died).
+	spec, err := json.Marshal(supervisor.ChildSpec{ID: "t1", Kind: "once", Restart: supervisor.Temporary, Node: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := y.Client().Put(ctx, y.Prefix()+"/sup/users/specs/t1", string(spec)); err != nil {
+		t.Fatal(err)
+	}
+	x := startNode(t, cohort.Config{NodeID: "x", Endpoints: cl.Endpoints(), LeaseTTL: 2 * time.Second})
+	if err := x.RegisterKind("once", s.factory); err != nil {
+		t.Fatal(err)
+	}
+	xs, err := x.DistributedSupervisor(ctx, "users", supervisor.DistributedOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	etcdtest.WaitFor(t, 10*time.Second, 10*time.Millisecond, "the stale temporary spec to go", func() bool {
+		_, err := xs.Whereis("t1")
+		return errors.Is(err, supervisor.ErrChildNotFound)
+	})
+	// A temporary child pinned to the present x runs, once.
+	ref, _, err := xs.StartChild(ctx, supervisor.ChildSpec{ID: "t2", Kind: "once", Restart: supervisor.Temporary, Node: "x"})
+	if err != nil || ref.Node != "x" {
+		t.Fatalf("StartChild pinned to x = %v, %v", ref, err)
+	}
+	if _, err := x.Call(ctx, ref, "hi"); err != nil { // returns once Init has run
+		t.Fatal(err)
+	}
+	if n := s.of("t1"); n != 0 {
+		t.Fatalf("the stale temporary child started %d times", n)
+	}
+	if n := s.of("t2"); n != 1 {
+		t.Fatalf("the temporary child started %d times, want 1", n)
 	}
 }

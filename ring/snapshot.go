@@ -156,6 +156,17 @@ func (s *Snapshot) Member(id string) (Member, bool) {
 	return s.v.members[i].clone(), true
 }
 
+// Joined returns the etcd revision at which the member with the given ID
+// created its member key: the start of its present incarnation (a node
+// that restarts, or loses its lease and rejoins, creates it again).
+func (s *Snapshot) Joined(id string) (int64, bool) {
+	i, ok := s.v.byID[id]
+	if !ok {
+		return 0, false
+	}
+	return s.v.creates[i], true
+}
+
 // Among returns the snapshot restricted to the members f selects, with a
 // ring built over them alone. Sub-rings are cached per f.Key and member
 // set, so calling Among for every lookup costs a map read, not a rebuild.

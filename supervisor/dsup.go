@@ -546,10 +546,12 @@ func (d *Distributed) reconcile() {
 		_, ran := d.ranOnce[id]
 		d.mu.Unlock()
 		switch {
-		case !hasOwner && spec.Restart == Temporary && ran:
+		case !hasOwner && spec.Restart == Temporary && (ran || d.pinnedBefore(id, snap)):
 			// A temporary child runs once: this node started it, and it
 			// stopped without its exit deleting the spec (the node fenced
-			// itself). Its spec goes instead of a second start.
+			// itself), or it was pinned to an earlier incarnation of this
+			// node, which may have run it. Its spec goes instead of a
+			// second start.
 			d.deleteSpec(id)
 		case !hasOwner:
 			claims = append(claims, id)
@@ -911,6 +913,15 @@ func (d *Distributed) childExited(ep *lease.Epoch, e childExit) {
 		return
 	}
 	d.start(ep, spec, in, nil, recent)
+}
+
+// pinnedBefore reports whether the spec of id was stored before this
+// node's present incarnation joined the ring (specs are written once, so
+// their revision is their creation's).
+func (d *Distributed) pinnedBefore(id string, snap *ring.Snapshot) bool {
+	e, ok := d.lookup("specs/", id)
+	joined, member := snap.Joined(d.c.NodeID)
+	return ok && member && e.ModRevision < joined
 }
 
 // countFailure records that a child exceeded its restart intensity here;
