@@ -24,37 +24,47 @@ func (r *initRecorder) Init(_ *actor.Context, args any) error {
 
 func (r *initRecorder) HandleCall(*actor.Context, any) (any, error) { return nil, actor.ErrUnhandled }
 
-// newClaimTestSupervisor starts a distributed supervisor on a node that
-// is not a ring member, so that it claims nothing by itself: the test
-// drives its claims.
-func newClaimTestSupervisor(t *testing.T) (*Distributed, *clientv3.Client, chan InitArgs) {
+// bareCluster is a Cluster for a distributed supervisor on node "a", which
+// is not a ring member: it places nothing by itself. kind is its only
+// kind's factory, or nil for none.
+func bareCluster(t *testing.T, prefix string, kind Factory) Cluster {
 	t.Helper()
 	cl := etcdtest.Start(t)
 	cli := cl.Client(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	sess, err := lease.Start(ctx, cli, lease.Config{TTL: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sess.Close(context.Background()) })
-	rg, err := ring.Watch(ctx, cli, "/claimtest", ring.Options{LocalID: "a"})
+	rg, err := ring.Watch(ctx, cli, prefix, ring.Options{LocalID: "a"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(rg.Close)
 	sys := actor.NewSystem(actor.Config{Node: "a"})
 	t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
+	return Cluster{NodeID: "a", Prefix: prefix, Client: cli, Session: sess, Ring: rg, System: sys,
+		Kind:  func(string) (Factory, bool) { return kind, kind != nil },
+		Offer: func(context.Context, string, bool) error { return nil }}
+}
+
+// newClaimTestSupervisor starts a distributed supervisor on a node that
+// is not a ring member, so that it claims nothing by itself: the test
+// drives its claims.
+func newClaimTestSupervisor(t *testing.T) (*Distributed, *clientv3.Client, chan InitArgs) {
+	t.Helper()
 	got := make(chan InitArgs, 1024)
-	d, err := StartDistributed(ctx, Cluster{NodeID: "a", Prefix: "/claimtest", Client: cli, Session: sess, Ring: rg, System: sys,
-		Kind:  func(string) (Factory, bool) { return func() actor.Actor { return &initRecorder{got: got} }, true },
-		Offer: func(context.Context, string, bool) error { return nil }},
-		"users", DistributedOptions{})
+	c := bareCluster(t, "/claimtest", func() actor.Actor { return &initRecorder{got: got} })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d, err := StartDistributed(ctx, c, "users", DistributedOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Stop(context.Background()) })
-	return d, cli, got
+	return d, c.Client, got
 }
 
 // A lean claim holds only if no handoff key was written after the

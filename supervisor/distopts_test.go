@@ -7,10 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cohort-go/cohort/actor"
-	"github.com/cohort-go/cohort/internal/etcdtest"
-	"github.com/cohort-go/cohort/lease"
-	"github.com/cohort-go/cohort/ring"
 	"github.com/cohort-go/cohort/supervisor"
 )
 
@@ -19,7 +15,7 @@ import (
 func TestDistributedOptionsCheck(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c := bareCluster(t, "/optstest", nil)
+	c := supervisor.BareCluster(t, "/optstest", nil)
 	for field, o := range map[string]supervisor.DistributedOptions{
 		"MaxChildren":        {MaxChildren: -1},
 		"MoveBatch":          {MoveBatch: -1},
@@ -49,38 +45,12 @@ func TestDistributedOptionsCheck(t *testing.T) {
 	d.Stop(context.Background())
 }
 
-// bareCluster is a Cluster for a distributed supervisor on node "a", which
-// is not a ring member: it places nothing. kind is its only kind's
-// factory, or nil for none.
-func bareCluster(t *testing.T, prefix string, kind supervisor.Factory) supervisor.Cluster {
-	t.Helper()
-	cl := etcdtest.Start(t)
-	cli := cl.Client(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	sess, err := lease.Start(ctx, cli, lease.Config{TTL: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sess.Close(context.Background()) })
-	rg, err := ring.Watch(ctx, cli, prefix, ring.Options{LocalID: "a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(rg.Close)
-	sys := actor.NewSystem(actor.Config{Node: "a"})
-	t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
-	return supervisor.Cluster{NodeID: "a", Prefix: prefix, Client: cli, Session: sess, Ring: rg, System: sys,
-		Kind:  func(string) (supervisor.Factory, bool) { return kind, kind != nil },
-		Offer: func(context.Context, string, bool) error { return nil }}
-}
-
 // A child spec whose Node or Kind could never name a node or a registered
 // kind is an invalid spec, not a kind no node offers.
 func TestChildSpecNodeAndKindValidated(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	d, err := supervisor.StartDistributed(ctx, bareCluster(t, "/specstest", nil), "specs", supervisor.DistributedOptions{})
+	d, err := supervisor.StartDistributed(ctx, supervisor.BareCluster(t, "/specstest", nil), "specs", supervisor.DistributedOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,4 @@
+package supervisor
+
+// BareCluster is bareCluster for the external tests.
+var BareCluster = bareCluster
