@@ -695,8 +695,9 @@ func (d *Distributed) claimTxn(ep *lease.Epoch, ids []string, opsPerID int, cmp 
 		cmps = append(cmps, cmp)
 	}
 	for i, id := range ids {
-		spec, _ := d.specOf(id)
+		spec, ok := d.specOf(id)
 		ins[i] = d.prepareInstance(spec)
+		ins[i].spec, ins[i].hasSpec = spec, ok
 		key := d.k.owner(id)
 		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), "=", 0))
 		ops = append(ops, clientv3.OpPut(key, string(encodeOwner(owner{Node: d.c.NodeID, Ref: ins[i].ref})), clientv3.WithLease(ep.ID())))
@@ -725,9 +726,11 @@ func (d *Distributed) claimTxn(ep *lease.Epoch, ids []string, opsPerID int, cmp 
 // start. pr is nil when it could not be prepared: err says why, and its
 // start fails with it.
 type instance struct {
-	ref actor.Ref
-	pr  *actor.Prepared
-	err error
+	ref     actor.Ref
+	pr      *actor.Prepared
+	err     error
+	spec    ChildSpec // as the claim read it
+	hasSpec bool
 }
 
 // prepareInstance prepares an instance of spec's kind, not yet started.
@@ -800,13 +803,14 @@ func (d *Distributed) claimBatch(ep *lease.Epoch, part []string) {
 func (d *Distributed) started(ep *lease.Epoch, ids []string, ins []instance, handoff func(i int) []byte) {
 	var orphans []release
 	for i, id := range ids {
-		spec, ok := d.specOf(id)
-		if !ok {
+		// A spec deleted after the claim read it is found by the next
+		// pass, which stops the child and releases it.
+		if !ins[i].hasSpec {
 			ins[i].abandon()
 			orphans = append(orphans, release{id: id})
 			continue
 		}
-		d.start(ep, spec, ins[i], handoff(i), nil)
+		d.start(ep, ins[i].spec, ins[i], handoff(i), nil)
 	}
 	d.releaseAll(ep, orphans)
 }
