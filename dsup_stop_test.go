@@ -441,3 +441,27 @@ func TestDistributedTemporaryNotRunByALaterIncarnation(t *testing.T) {
 		t.Fatalf("the temporary child started %d times, want 1", n)
 	}
 }
+
+// A supervisor stopped with a context that has already ended still
+// withdraws its node from placement: children go to the other nodes.
+func TestDistributedStopWithEndedContextWithdraws(t *testing.T) {
+	cl := etcdtest.Start(t)
+	a := startDNode(t, cl, "a", nil, supervisor.DistributedOptions{})
+	b := startDNode(t, cl, "b", nil, supervisor.DistributedOptions{})
+	waitMembers(t, a.Node, "a", "b")
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	b.sup.Stop(ended)
+	etcdtest.WaitFor(t, 10*time.Second, 5*time.Millisecond, "a to see b withdrawn", func() bool {
+		for _, m := range a.Ring().Nodes() {
+			if m.ID == "b" {
+				return !m.RunsSupervisor("users")
+			}
+		}
+		return false
+	})
+	ids := startCounters(t, a.sup, 20)
+	if n := onNode(waitAllRunning(t, a.sup, ids, 10*time.Second), "b"); n != 0 {
+		t.Fatalf("%d children placed on b after its supervisor stopped", n)
+	}
+}

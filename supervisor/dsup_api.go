@@ -600,9 +600,13 @@ func (d *Distributed) Stop(ctx context.Context) {
 func (d *Distributed) Done() <-chan struct{} { return d.ctx.Done() }
 
 // withdraw takes this node out of the supervisor's placement, once: it
-// answers the one offer StartDistributed made.
+// answers the one offer StartDistributed made. It is written even when
+// ctx has ended (with a bound of its own), so a Stop or Drain given an
+// expired context does not leave the node published.
 func (d *Distributed) withdraw(ctx context.Context) {
 	d.withdrawn.Do(func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
 		if err := d.c.Offer(ctx, d.name, false); err != nil {
 			d.log.Warn("withdrawing this node from placement failed; its children move when its lease ends", zap.Error(err))
 		}
