@@ -465,3 +465,52 @@ func TestDistributedStopWithEndedContextWithdraws(t *testing.T) {
 		t.Fatalf("%d children placed on b after its supervisor stopped", n)
 	}
 }
+
+// However starts and stops of one supervisor interleave on a node, and
+// however short the stops' contexts, the node is published as running it
+// exactly while a live instance exists: no offer is lost or left behind.
+func TestDistributedSupervisorChurnKeepsPublicationExact(t *testing.T) {
+	cl := etcdtest.Start(t)
+	a := startDNode(t, cl, "a", nil, supervisor.DistributedOptions{})
+	b := startDNode(t, cl, "b", nil, supervisor.DistributedOptions{})
+	waitMembers(t, a.Node, "a", "b")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 10 {
+				d, err := b.DistributedSupervisor(ctx, "users", supervisor.DistributedOptions{})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if (g+i)%2 == 0 {
+					sctx, scancel := context.WithTimeout(ctx, 2*time.Millisecond)
+					d.Stop(sctx)
+					scancel()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	published := func(want bool) func() bool {
+		return func() bool {
+			for _, m := range a.Ring().Nodes() {
+				if m.ID == "b" {
+					return m.RunsSupervisor("users") == want
+				}
+			}
+			return false
+		}
+	}
+	d, err := b.DistributedSupervisor(ctx, "users", supervisor.DistributedOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	etcdtest.WaitFor(t, 10*time.Second, 5*time.Millisecond, "b published while its supervisor runs", published(true))
+	d.Stop(ctx)
+	etcdtest.WaitFor(t, 10*time.Second, 5*time.Millisecond, "b withdrawn once its last supervisor stopped", published(false))
+}
