@@ -421,9 +421,10 @@ func (n *Node) systemStopped(err error) error {
 // (removing every key bound to it), closes the etcd client, and last stops
 // the embedded etcd (closing etcd under a live client would stall the
 // client for seconds). ctx bounds the etcd requests and the hand-offs;
-// the steps run whatever happens. Give it a live context: one already
-// cancelled skips the hand-offs (the children come back elsewhere when
-// the lease expires, without their state). Stop may be called more than
+// the steps run whatever happens. Give it a live context: under one
+// already cancelled, distributed children move without their state, and
+// leaderships are not resigned nor the lease revoked, so singletons and
+// names move only when the lease expires. Stop may be called more than
 // once and from several goroutines; all return when the first finishes.
 func (n *Node) Stop(ctx context.Context) error {
 	if _, ok := ctx.Deadline(); !ok {

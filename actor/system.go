@@ -115,7 +115,7 @@ func (s *System) ReserveRef() Ref {
 // fails or panics, Spawn returns the error and nothing is left running.
 // Messages sent to the actor during Init wait in its mailbox.
 func (s *System) Spawn(ctx context.Context, a Actor, opts Options) (Ref, error) {
-	if err := ctx.Err(); err != nil && a != nil && !s.stopped.Load() {
+	if err := ctx.Err(); err != nil {
 		return Ref{}, fmt.Errorf("actor: spawn: %w", err)
 	}
 	pr, err := s.Prepare(a, opts)
@@ -133,7 +133,9 @@ func (s *System) Spawn(ctx context.Context, a Actor, opts Options) (Ref, error) 
 // until Start runs its Init and lets it handle them. It lets a caller
 // publish the Ref (in etcd, say) before the actor starts, and have
 // messages sent on seeing it wait rather than fail. Start or Abandon must
-// follow, once.
+// follow, once; until then the actor holds its mailbox (System.Shutdown
+// and Stop end a prepared actor at once, as Abandon does, with their
+// reason).
 type Prepared struct{ p *process }
 
 const (

@@ -172,9 +172,6 @@ func (o DistributedOptions) check() error {
 			return fmt.Errorf("%w: DistributedOptions.Nodes: %w", ErrInvalidSpec, err)
 		}
 	}
-	if _, err := o.Intensity.resolve(); err != nil {
-		return fmt.Errorf("DistributedOptions.Intensity: %w", err)
-	}
 	return nil
 }
 

@@ -95,7 +95,7 @@ func StartDistributed(ctx context.Context, c Cluster, name string, o Distributed
 	}
 	in, err := o.Intensity.resolve()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("DistributedOptions.Intensity: %w", err)
 	}
 	if o.Intensity == (Intensity{}) {
 		in = Intensity{MaxRestarts: 3, Period: 5 * time.Second}
@@ -695,9 +695,12 @@ func (d *Distributed) claimTxn(ep *lease.Epoch, ids []string, opsPerID int, cmp 
 		cmps = append(cmps, cmp)
 	}
 	for i, id := range ids {
-		spec, ok := d.specOf(id)
-		ins[i] = d.prepareInstance(spec)
-		ins[i].spec, ins[i].hasSpec = spec, ok
+		if spec, ok := d.specOf(id); ok {
+			ins[i] = d.prepareInstance(spec)
+			ins[i].spec, ins[i].hasSpec = spec, true
+		} else {
+			ins[i].ref = d.c.System.ReserveRef() // released unstarted
+		}
 		key := d.k.owner(id)
 		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), "=", 0))
 		ops = append(ops, clientv3.OpPut(key, string(encodeOwner(owner{Node: d.c.NodeID, Ref: ins[i].ref})), clientv3.WithLease(ep.ID())))

@@ -78,11 +78,13 @@ func (d *Distributed) prepareAt(spec ChildSpec, snap *ring.Snapshot) (ChildSpec,
 // the Ref wait for Init, as they would in Erlang. A child whose Init fails
 // is restarted as any exit is (a call that waited for that Init fails
 // with its error), and once past ClusterMaxRestarts Call and
-// WhichChildren report ErrChildFailed; StartChild does not wait for that. A child with that id
-// already existing fails with *AlreadyStartedError. The spec is durable:
-// it survives the loss of any node and a restart of the whole cluster
-// while etcd keeps its data. If ctx ends while waiting, the child still
-// starts; only the wait is abandoned.
+// WhichChildren report ErrChildFailed; StartChild does not wait for that.
+// A child with that id already existing fails with *AlreadyStartedError
+// (also ErrChildFailed if it has failed). The spec is durable: it survives
+// the loss of any node and a restart of the whole cluster while etcd
+// keeps its data. If ctx ends while waiting, the child still starts; only
+// the wait is abandoned, with an error wrapping ctx's. After Stop it fails
+// with ErrSupervisorStopped.
 func (d *Distributed) StartChild(ctx context.Context, spec ChildSpec) (actor.Ref, string, error) {
 	spec, err := d.prepare(spec)
 	if err != nil {
@@ -106,7 +108,8 @@ func (d *Distributed) StartChild(ctx context.Context, spec ChildSpec) (actor.Ref
 
 // FindOrStart returns the child with the spec's id, starting it first (as
 // StartChild does, and returning when it is claimed) if no such child
-// exists. An existing child is returned whatever its spec. Many nodes may call it at once for one id:
+// exists. An existing child is returned whatever its spec. Many nodes may
+// call it at once for one id:
 // exactly one spec is stored and exactly one instance runs.
 func (d *Distributed) FindOrStart(ctx context.Context, spec ChildSpec) (actor.Ref, error) {
 	if spec.ID == "" {
@@ -596,7 +599,9 @@ func (d *Distributed) Stop(ctx context.Context) {
 	d.unholdEpoch()
 }
 
-// Done is closed once Stop has begun.
+// Done is closed once Stop has withdrawn this node from placement and
+// begun stopping the local children; from then on the handle's calls fail
+// with ErrSupervisorStopped.
 func (d *Distributed) Done() <-chan struct{} { return d.ctx.Done() }
 
 // withdraw takes this node out of the supervisor's placement, once: it
