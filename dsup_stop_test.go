@@ -340,14 +340,7 @@ func TestDistributedSupervisorConcurrentStarts(t *testing.T) {
 			t.Fatal("concurrent DistributedSupervisor calls returned different instances")
 		}
 	}
-	etcdtest.WaitFor(t, 10*time.Second, 5*time.Millisecond, "b to see a run the supervisor", func() bool {
-		for _, m := range b.Ring().Nodes() {
-			if m.ID == "a" && m.RunsSupervisor("users") {
-				return true
-			}
-		}
-		return false
-	})
+	waitPublished(t, b.Node, "a", true)
 	ids := startCounters(t, b.sup, 30)
 	if n := onNode(waitAllRunning(t, b.sup, ids, 10*time.Second), "a"); n == 0 {
 		t.Fatal("no child placed on a")
@@ -452,14 +445,7 @@ func TestDistributedStopWithEndedContextWithdraws(t *testing.T) {
 	ended, cancel := context.WithCancel(context.Background())
 	cancel()
 	b.sup.Stop(ended)
-	etcdtest.WaitFor(t, 10*time.Second, 5*time.Millisecond, "a to see b withdrawn", func() bool {
-		for _, m := range a.Ring().Nodes() {
-			if m.ID == "b" {
-				return !m.RunsSupervisor("users")
-			}
-		}
-		return false
-	})
+	waitPublished(t, a.Node, "b", false)
 	ids := startCounters(t, a.sup, 20)
 	if n := onNode(waitAllRunning(t, a.sup, ids, 10*time.Second), "b"); n != 0 {
 		t.Fatalf("%d children placed on b after its supervisor stopped", n)
@@ -496,21 +482,21 @@ func TestDistributedSupervisorChurnKeepsPublicationExact(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	published := func(want bool) func() bool {
-		return func() bool {
-			for _, m := range a.Ring().Nodes() {
-				if m.ID == "b" {
-					return m.RunsSupervisor("users") == want
-				}
-			}
-			return false
-		}
-	}
 	d, err := b.DistributedSupervisor(ctx, "users", supervisor.DistributedOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	etcdtest.WaitFor(t, 10*time.Second, 5*time.Millisecond, "b published while its supervisor runs", published(true))
+	waitPublished(t, a.Node, "b", true)
 	d.Stop(ctx)
-	etcdtest.WaitFor(t, 10*time.Second, 5*time.Millisecond, "b withdrawn once its last supervisor stopped", published(false))
+	waitPublished(t, a.Node, "b", false)
+}
+
+// waitPublished waits until observer's ring shows member id published as
+// running the supervisor "users" (want) or as a member not running it.
+func waitPublished(t *testing.T, observer *cohort.Node, id string, want bool) {
+	t.Helper()
+	etcdtest.WaitFor(t, 10*time.Second, 5*time.Millisecond, fmt.Sprintf("%s to see %s running the supervisor: %v", observer.ID(), id, want), func() bool {
+		m, ok := observer.Ring().Snapshot().Member(id)
+		return ok && m.RunsSupervisor("users") == want
+	})
 }
