@@ -240,10 +240,7 @@ func TestDistributedStopRemovesTemporaryChildren(t *testing.T) {
 // succeed, each exactly once: the node hands its children off while it
 // is still a member, so no call meets a node that has left.
 func TestDistributedCallsDuringNodeStop(t *testing.T) {
-	cl := etcdtest.Start(t)
-	a := startDNode(t, cl, "a", nil, supervisor.DistributedOptions{})
-	b := startDNode(t, cl, "b", nil, supervisor.DistributedOptions{})
-	waitMembers(t, a.Node, "a", "b")
+	a, b := startPair(t)
 	ids := startCounters(t, a.sup, 20)
 	waitAllRunning(t, a.sup, ids, 10*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -438,10 +435,7 @@ func TestDistributedTemporaryNotRunByALaterIncarnation(t *testing.T) {
 // A supervisor stopped with a context that has already ended still
 // withdraws its node from placement: children go to the other nodes.
 func TestDistributedStopWithEndedContextWithdraws(t *testing.T) {
-	cl := etcdtest.Start(t)
-	a := startDNode(t, cl, "a", nil, supervisor.DistributedOptions{})
-	b := startDNode(t, cl, "b", nil, supervisor.DistributedOptions{})
-	waitMembers(t, a.Node, "a", "b")
+	a, b := startPair(t)
 	ended, cancel := context.WithCancel(context.Background())
 	cancel()
 	b.sup.Stop(ended)
@@ -456,10 +450,7 @@ func TestDistributedStopWithEndedContextWithdraws(t *testing.T) {
 // however short the stops' contexts, the node is published as running it
 // exactly while a live instance exists: no offer is lost or left behind.
 func TestDistributedSupervisorChurnKeepsPublicationExact(t *testing.T) {
-	cl := etcdtest.Start(t)
-	a := startDNode(t, cl, "a", nil, supervisor.DistributedOptions{})
-	b := startDNode(t, cl, "b", nil, supervisor.DistributedOptions{})
-	waitMembers(t, a.Node, "a", "b")
+	a, b := startPair(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -499,4 +490,15 @@ func waitPublished(t *testing.T, observer *cohort.Node, id string, want bool) {
 		m, ok := observer.Ring().Snapshot().Member(id)
 		return ok && m.RunsSupervisor("users") == want
 	})
+}
+
+// startPair starts nodes a and b running the supervisor "users" with
+// default options, on a new etcd, once they see each other.
+func startPair(t *testing.T) (dnode, dnode) {
+	t.Helper()
+	cl := etcdtest.Start(t)
+	a := startDNode(t, cl, "a", nil, supervisor.DistributedOptions{})
+	b := startDNode(t, cl, "b", nil, supervisor.DistributedOptions{})
+	waitMembers(t, a.Node, "a", "b")
+	return a, b
 }
