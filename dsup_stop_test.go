@@ -282,9 +282,16 @@ func TestDistributedCallsDuringNodeStop(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	close(done)
 	wg.Wait()
-	if len(failed) > 0 {
-		t.Fatalf("%d calls failed while b stopped, first: %v", len(failed), failed[0])
+	// A call the caller sent to b's old instance just as its view of
+	// the move lagged can meet b leaving: it fails with ErrNodeDown (at
+	// most once: it may have been handled, as far as the caller knows).
+	// Nothing else may fail.
+	for _, err := range failed {
+		if !errors.Is(err, actor.ErrNodeDown) {
+			t.Fatalf("%d calls failed while b stopped, one with: %v", len(failed), err)
+		}
 	}
+	t.Logf("%d calls failed with ErrNodeDown as b left", len(failed))
 	for _, id := range ids {
 		if v, err := a.sup.Call(ctx, id, "get"); err != nil || v != sent[id] {
 			t.Fatalf("%s = %v, %v after %d incr calls", id, v, err, sent[id])

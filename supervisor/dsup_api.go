@@ -296,7 +296,11 @@ func (d *Distributed) deliver(ctx context.Context, id string, send func(actor.Re
 		}
 		v, err := send(ref)
 		var exit *actor.ExitError
-		undelivered := errors.Is(err, actor.ErrNotFound) || (errors.As(err, &exit) && errors.Is(exit.Reason, ErrMoved))
+		// Certainly not handled: no such actor (not there yet, or gone),
+		// a node whose actor system had stopped, or an instance stopped
+		// to move.
+		undelivered := errors.Is(err, actor.ErrNotFound) || errors.Is(err, actor.ErrSystemStopped) ||
+			(errors.As(err, &exit) && errors.Is(exit.Reason, ErrMoved))
 		if !undelivered {
 			return v, err
 		}
