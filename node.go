@@ -472,6 +472,12 @@ func (n *Node) Stop(ctx context.Context) error {
 	if err := n.sys.Shutdown(ctx); err != nil {
 		errs = append(errs, err)
 	}
+	// Tell each peer which of its calls were read, so that it fails the
+	// others as not delivered (and sends them where their actors run
+	// next) rather than as lost to a node down.
+	if n.transport != nil {
+		n.transport.Drain(ctx)
+	}
 	// Leave the ring last.
 	n.mu.Lock()
 	n.left = true

@@ -354,23 +354,22 @@ func stuck(ctx *actor.Context, _ any) (any, error) {
 func TestRemoteCallFailsAtOnceWhenNodeStops(t *testing.T) {
 	nodes := startCluster(t, cohort.Config{}, "a", "b")
 	a, b := nodes[0], nodes[1]
-	ref, err := b.System().Spawn(context.Background(), actor.Func(stuck), actor.Options{})
+	const callers = 4
+	got := make(chan struct{}, callers)
+	ref, err := b.System().Spawn(context.Background(), actor.Func(func(ctx *actor.Context, _ any) (any, error) {
+		got <- struct{}{}
+		return stuck(ctx, nil)
+	}), actor.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := timeout(t, 60*time.Second)
-	const callers = 4
 	errs := make(chan error, callers)
 	for range callers {
 		go func() { _, err := a.Call(ctx, ref, "wait"); errs <- err }()
 	}
-	// The calls are on b once a later call on the same stream is answered.
-	probe, err := b.System().Spawn(context.Background(), echo{}, actor.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Call(ctx, probe, "after"); err != nil {
-		t.Fatal(err)
+	for range callers {
+		<-got // the call is held by the actor on b
 	}
 	start := time.Now()
 	if err := b.Stop(ctx); err != nil {
@@ -389,8 +388,8 @@ func TestRemoteCallFailsAtOnceWhenNodeStops(t *testing.T) {
 		t.Fatalf("pending calls failed %v after the stop", d)
 	}
 	waitMembers(t, a, "a")
-	if _, err := a.Call(ctx, ref, "x"); !errors.Is(err, cohort.ErrNodeDown) {
-		t.Fatalf("call to a stopped node = %v", err)
+	if _, err := a.Call(ctx, ref, "x"); !errors.Is(err, cohort.ErrNodeDown) || !errors.Is(err, cohort.ErrNotDelivered) {
+		t.Fatalf("call to a node that left = %v, want ErrNodeDown and ErrNotDelivered", err)
 	}
 }
 

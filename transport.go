@@ -22,6 +22,11 @@ var (
 	// or its connection broke while a call waited. Pending calls fail with
 	// it at once, not at their deadline.
 	ErrNodeDown = actor.ErrNodeDown
+	// ErrNotDelivered comes with ErrNodeDown when the message certainly
+	// did not reach its target: the node is leaving the cluster (it set
+	// the message aside unread, or refused it) or has left it. Sending it
+	// again, where the actor runs next, cannot make it run twice.
+	ErrNotDelivered = actor.ErrNotDelivered
 	// ErrMessageTooLarge: the encoded message exceeds
 	// TransportConfig.MaxMessageSize; nothing was sent.
 	ErrMessageTooLarge = actor.ErrMessageTooLarge

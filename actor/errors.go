@@ -54,6 +54,12 @@ var (
 	// this error at once, not at their deadline; a message in flight when
 	// the connection broke may or may not have been handled.
 	ErrNodeDown = errors.New("actor: node down")
+	// ErrNotDelivered: the message did not reach its target, because the
+	// target's node is leaving the cluster (and set the message aside
+	// unread, or refused the stream) or has left it. Nothing handled it:
+	// sending it again, to where the actor runs next, cannot make it run
+	// twice. It always comes wrapped together with ErrNodeDown.
+	ErrNotDelivered = errors.New("actor: message not delivered")
 	// ErrMessageTooLarge: the encoded message is larger than the transport's
 	// message size limit. Nothing was sent.
 	ErrMessageTooLarge = errors.New("actor: message too large")

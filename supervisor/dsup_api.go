@@ -280,9 +280,9 @@ func (d *Distributed) Whereis(id string) (actor.Ref, error) {
 }
 
 // deliver runs send against the child's current instance. A message that
-// was certainly not handled — the instance was not there yet, or it was
-// stopped to move — is held and sent again to the next instance, until
-// ctx ends.
+// was certainly not handled — the instance was not there yet, it was
+// stopped to move, or its node is leaving and did not read it — is held
+// and sent again to the next instance, until ctx ends.
 func (d *Distributed) deliver(ctx context.Context, id string, send func(actor.Ref) (any, error)) (any, error) {
 	old := actor.Ref{}
 	backoff := time.Millisecond
@@ -297,15 +297,18 @@ func (d *Distributed) deliver(ctx context.Context, id string, send func(actor.Re
 		v, err := send(ref)
 		var exit *actor.ExitError
 		// Certainly not handled: no such actor (not there yet, or gone),
-		// a node whose actor system had stopped, or an instance stopped
-		// to move.
-		undelivered := errors.Is(err, actor.ErrNotFound) || errors.Is(err, actor.ErrSystemStopped) ||
+		// a node whose actor system had stopped, an instance stopped to
+		// move, or a message that never reached the node (it is leaving,
+		// or down and not yet replaced).
+		unread := errors.Is(err, actor.ErrNotDelivered)
+		undelivered := unread || errors.Is(err, actor.ErrNotFound) || errors.Is(err, actor.ErrSystemStopped) ||
 			(errors.As(err, &exit) && errors.Is(exit.Reason, ErrMoved))
 		if !undelivered {
 			return v, err
 		}
-		if o, _, ok := d.ownerOf(id); ok && o.Ref == ref && errors.Is(err, actor.ErrNotFound) {
-			// Claimed but not spawned yet, or the owner's view lags.
+		if o, _, ok := d.ownerOf(id); ok && o.Ref == ref && (unread || errors.Is(err, actor.ErrNotFound)) {
+			// Claimed but not spawned yet, the owner's view lags, or its
+			// node is unreachable for now.
 			select {
 			case <-time.After(backoff):
 			case <-ctx.Done():

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,9 @@ const (
 	mdTo      = "cohort-to"
 	// mdAccepted is in the header of a stream the peer accepted.
 	mdAccepted = "cohort-accepted"
+	// mdLeaving is in the trailer of a stream the peer refused because it
+	// is leaving the cluster.
+	mdLeaving = "cohort-leaving"
 )
 
 // Reconnect backoff: a stream that broke after it was accepted is re-opened
@@ -75,11 +79,14 @@ func (p *peer) session() (*session, error) {
 		return nil, p.closed
 	}
 	if wait := time.Until(p.retryAt); wait > 0 {
+		if errors.Is(p.lastErr, actor.ErrNotDelivered) {
+			return nil, p.lastErr // it is leaving
+		}
 		return nil, fmt.Errorf("%w: %s unreachable (%v); retrying in %v", actor.ErrNodeDown, p.node, p.lastErr, wait.Round(time.Millisecond))
 	}
 	addr, ok := p.t.cfg.Lookup(p.node)
 	if !ok {
-		return nil, fmt.Errorf("%w: %s is not a member of the cluster", actor.ErrNodeDown, p.node)
+		return nil, undelivered(fmt.Errorf("%w: %s is not a member of the cluster", actor.ErrNodeDown, p.node))
 	}
 	if p.cc == nil || addr != p.addr {
 		if p.cc != nil {
@@ -220,7 +227,12 @@ func (s *session) run(cc *grpc.ClientConn) {
 		if err == nil {
 			err = fmt.Errorf("no answer within %v", t.cfg.DialTimeout)
 		}
-		err = s.p.t.dialError(s.p.node, err)
+		if errors.Is(err, errLeaving) {
+			// Nothing is written to a stream before it is accepted.
+			err = undelivered(leavingError(s.p.node))
+		} else {
+			err = s.p.t.dialError(s.p.node, err)
+		}
 		s.fail(err)
 		s.p.ended(s, false, err)
 		return
@@ -251,6 +263,9 @@ func awaitAccept(stream grpc.ClientStream) error {
 	}
 	var f inFrame
 	if err := stream.RecvMsg(&f); err != nil {
+		if len(stream.Trailer().Get(mdLeaving)) == 1 {
+			return fmt.Errorf("%w: %w", errLeaving, err)
+		}
 		return err
 	}
 	return fmt.Errorf("%w: peer did not accept the stream", ErrRefused)
@@ -290,6 +305,8 @@ func (s *session) read(stream grpc.ClientStream) error {
 				s.reply(&e)
 			case kindDown:
 				s.down(e.id, actor.ErrorFromWire(e.err))
+			case kindDrained:
+				return &drainedError{node: s.p.node, last: e.id}
 			default:
 				s.p.t.log.Warn("unexpected envelope on an outbound stream; ignored",
 					zap.String("peer", s.p.node), zap.Stringer("kind", e.kind))
@@ -328,26 +345,51 @@ func (s *session) down(id uint64, reason error) {
 	}
 }
 
+// drainedError ends a session whose peer is leaving: it read no call after
+// last.
+type drainedError struct {
+	node string
+	last uint64
+}
+
+func (e *drainedError) Error() string { return leavingError(e.node).Error() }
+
+func leavingError(node string) error {
+	return fmt.Errorf("%w: %s is leaving the cluster", actor.ErrNodeDown, node)
+}
+
+func (e *drainedError) Unwrap() error { return actor.ErrNodeDown }
+
 // fail ends the session with err: later pushes fail, and every pending call
-// and monitor gets err. Only the first call counts.
+// and monitor gets err. When err is a *drainedError, the pushes and the
+// calls the peer did not read get it as undelivered. Only the first call
+// counts.
 func (s *session) fail(err error) {
+	if !errors.Is(err, actor.ErrNodeDown) {
+		err = fmt.Errorf("%w: %s: %w", actor.ErrNodeDown, s.p.node, err)
+	}
+	unread, later := uint64(math.MaxUint64), err
+	if de := (*drainedError)(nil); errors.As(err, &de) {
+		unread, later = de.last, undelivered(err)
+	}
 	s.mu.Lock()
 	if s.err != nil {
 		s.mu.Unlock()
 		return
 	}
-	if !errors.Is(err, actor.ErrNodeDown) {
-		err = fmt.Errorf("%w: %s: %w", actor.ErrNodeDown, s.p.node, err)
-	}
-	s.err = err
+	s.err = later
 	pending, monitors := s.pending, s.monitors
 	s.pending, s.monitors = nil, nil
 	s.mu.Unlock()
 	s.p.cur.CompareAndSwap(s, nil)
-	s.q.close(err)
+	s.q.close(later)
 	s.cancel()
-	for _, ch := range pending {
-		ch <- result{err: err}
+	for id, ch := range pending {
+		if id > unread {
+			ch <- result{err: later}
+		} else {
+			ch <- result{err: err}
+		}
 	}
 	for _, fn := range monitors {
 		fn(err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cohort-go/cohort/actor"
@@ -41,6 +42,16 @@ type inbound struct {
 	mu       sync.Mutex
 	monitors map[uint64]actor.MonitorRef
 	closed   bool
+
+	// The leave of this node (Transport.Drain). lastCall, the highest call
+	// id read, is guarded by lane.mu; draining is set under lane.mu, and
+	// from then on frames are set aside unread.
+	lastCall  uint64
+	draining  atomic.Bool
+	calls     atomic.Int64  // calls read and not answered yet
+	quiet     chan struct{} // closed once draining with no call unanswered
+	quietOnce sync.Once
+	ended     chan struct{} // closed when the stream's handler returns
 }
 
 func first(md metadata.MD, key string) string {
@@ -62,14 +73,21 @@ func (t *Transport) serveStream(_ any, ss grpc.ServerStream) error {
 	case actor.ValidateName(from) != nil:
 		return status.Errorf(codes.FailedPrecondition, "stream does not name a valid sender node")
 	}
+	ctx, cancel := context.WithCancel(ss.Context())
+	defer cancel()
+	in := &inbound{t: t, from: from, ctx: ctx, cancel: cancel, q: newQueue(t.cfg.QueueBytes),
+		monitors: make(map[uint64]actor.MonitorRef), quiet: make(chan struct{}), ended: make(chan struct{})}
+	defer close(in.ended)
+	if !t.takeLane(in) {
+		// Nothing was read from the stream: its sender fails what it
+		// queued with ErrNotDelivered.
+		ss.SetTrailer(metadata.Pairs(mdLeaving, t.cfg.Node))
+		return status.Errorf(codes.Unavailable, "node %s is leaving the cluster", t.cfg.Node)
+	}
+	defer t.releaseLane(in)
 	if err := ss.SendHeader(metadata.Pairs(mdAccepted, t.cfg.Node)); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ss.Context())
-	in := &inbound{t: t, from: from, ctx: ctx, cancel: cancel, q: newQueue(t.cfg.QueueBytes),
-		monitors: make(map[uint64]actor.MonitorRef)}
-	t.takeLane(in)
-	defer t.releaseLane(in)
 	in.q.start(func(f *outFrame) error { return ss.SendMsg(f) })
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -95,9 +113,14 @@ func (t *Transport) serveStream(_ any, ss grpc.ServerStream) error {
 }
 
 // takeLane makes in the deliverer of its sender's envelopes, stopping the
-// stream that held the lane before.
-func (t *Transport) takeLane(in *inbound) {
+// stream that held the lane before. It returns false, and changes nothing,
+// once the transport drains.
+func (t *Transport) takeLane(in *inbound) bool {
 	t.laneMu.Lock()
+	if t.draining {
+		t.laneMu.Unlock()
+		return false
+	}
 	l := t.lanes[in.from]
 	if l == nil {
 		l = &lane{}
@@ -115,6 +138,7 @@ func (t *Transport) takeLane(in *inbound) {
 	l.gen++
 	in.gen = l.gen
 	l.mu.Unlock()
+	return true
 }
 
 func (t *Transport) releaseLane(in *inbound) {
@@ -141,6 +165,12 @@ func (in *inbound) read(ss grpc.ServerStream) error {
 		if in.lane.gen != in.gen {
 			in.lane.mu.Unlock()
 			return fmt.Errorf("superseded by a newer stream from %s", in.from)
+		}
+		if in.draining.Load() {
+			// Set aside unread: its sender fails the calls after
+			// lastCall with ErrNotDelivered.
+			in.lane.mu.Unlock()
+			continue
 		}
 		rest := f.b
 		for {
@@ -189,6 +219,8 @@ func (in *inbound) dispatch(e *envelope) {
 	switch e.kind {
 	case kindCall:
 		id := e.id
+		in.lastCall = max(in.lastCall, id)
+		in.calls.Add(1) // reply counts the answer
 		ref, err := in.target(e)
 		var msg any
 		if err == nil {
@@ -281,9 +313,10 @@ func (in *inbound) down(id uint64, reason error) {
 	_ = in.q.push(in.ctx, &envelope{kind: kindDown, id: id, err: truncate(actor.ErrorToWire(reason))}, force)
 }
 
-// reply sends the answer of call id. It runs on whatever goroutine answers
-// the call and never blocks.
+// reply sends the answer of call id, once for every call read. It runs on
+// whatever goroutine answers the call and never blocks.
 func (in *inbound) reply(id uint64, v any, err error) {
+	defer in.answered()
 	e := envelope{kind: kindReply, id: id}
 	sp := scratchPool.Get().(*[]byte)
 	defer putScratch(sp)
@@ -299,6 +332,40 @@ func (in *inbound) reply(id uint64, v any, err error) {
 		e.err = truncate(actor.ErrorToWire(err))
 	}
 	_ = in.q.pushFlush(in.ctx, &e, force)
+}
+
+// answered counts the answer of a call, after it was queued.
+func (in *inbound) answered() {
+	if in.calls.Add(-1) == 0 && in.draining.Load() {
+		in.quietOnce.Do(func() { close(in.quiet) })
+	}
+}
+
+// drain stops the stream taking envelopes and, once every call it read is
+// answered (or ctx ends), queues after the answers the drained envelope
+// naming the last call read; then it waits for the sender to end the
+// stream, or for ctx to end.
+func (in *inbound) drain(ctx context.Context) {
+	in.lane.mu.Lock()
+	in.draining.Store(true)
+	last := in.lastCall
+	in.lane.mu.Unlock()
+	if in.calls.Load() == 0 {
+		in.quietOnce.Do(func() { close(in.quiet) })
+	}
+	select {
+	case <-in.quiet:
+	case <-in.ctx.Done():
+		return
+	case <-ctx.Done():
+	}
+	if err := in.q.push(ctx, &envelope{kind: kindDrained, id: last}, force); err != nil {
+		return
+	}
+	select {
+	case <-in.ended:
+	case <-ctx.Done():
+	}
 }
 
 func truncate(w *actor.WireError) *actor.WireError {

@@ -107,8 +107,9 @@ type Transport struct {
 	peers  map[string]*peer
 	closed bool
 
-	laneMu sync.Mutex
-	lanes  map[string]*lane
+	laneMu   sync.Mutex
+	lanes    map[string]*lane
+	draining bool // guarded by laneMu: Drain was called
 }
 
 // New returns a transport that serves nothing yet; call Serve. It fails
@@ -174,6 +175,44 @@ func (t *Transport) Close() {
 	}
 	t.server.Stop()
 	t.wg.Wait()
+}
+
+// drainWait bounds Drain: a peer that has not ended its stream by then,
+// after it was told the stream is drained, is left to Close.
+const drainWait = 2 * time.Second
+
+// Drain readies the node to leave the cluster; call it once its actor
+// system has stopped, before the node leaves the member list. New streams
+// are refused, and each inbound stream stops taking envelopes: once the
+// calls it took are answered it tells its sender which was the last, and
+// the sender fails its calls after that one with actor.ErrNotDelivered
+// (wrapped with actor.ErrNodeDown), as it does every call of a refused
+// stream, rather than with a bare actor.ErrNodeDown. Such a call was
+// certainly not handled, so a caller may send it to where the actor runs
+// next. Casts and sends arriving after Drain are dropped. Drain returns
+// when every sender has ended its stream, ctx ends, or drainWait passes;
+// outbound streams are unaffected, and Close still closes the transport.
+func (t *Transport) Drain(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, drainWait)
+	defer cancel()
+	t.laneMu.Lock()
+	t.draining = true
+	ins := make([]*inbound, 0, len(t.lanes))
+	for _, l := range t.lanes {
+		if l.cur != nil {
+			ins = append(ins, l.cur)
+		}
+	}
+	t.laneMu.Unlock()
+	var wg sync.WaitGroup
+	for _, in := range ins {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in.drain(ctx)
+		}()
+	}
+	wg.Wait()
 }
 
 // NodeLeft tells the transport that node left the cluster: its stream is

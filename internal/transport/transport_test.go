@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"runtime"
 	"strings"
@@ -576,5 +577,75 @@ func TestRedialsAsSoonAsTheConnectionIsBack(t *testing.T) {
 	})
 	if _, err := a.sys.Call(ctx, ref, "after"); err != nil {
 		t.Fatalf("first call once the connection is back: %v", err)
+	}
+}
+
+// A draining node answers every call it read, refuses the rest, and tells
+// the sender which is which: a call read before the drain gets its reply,
+// one that arrives after fails with ErrNotDelivered, never a bare
+// ErrNodeDown, and so does one on a stream opened after.
+func TestDrainAnswersWhatItReadAndFailsTheRestAsNotDelivered(t *testing.T) {
+	bk := newBook()
+	a := startNode(t, bk, Config{Node: "a"})
+	b := startNode(t, bk, Config{Node: "b"})
+	gate, handling := make(chan struct{}), make(chan struct{})
+	slow := spawn(t, b, actor.Func(func(_ *actor.Context, msg any) (any, error) {
+		close(handling)
+		<-gate
+		return msg, nil
+	}))
+	target := spawn(t, b, echo{})
+	ctx := ctxTimeout(t, 30*time.Second)
+	if _, err := a.sys.Call(ctx, target, "warm"); err != nil {
+		t.Fatal(err)
+	}
+	read := make(chan error, 1)
+	go func() {
+		v, err := a.sys.Call(ctx, slow, "read")
+		if err == nil && v != "read" {
+			err = fmt.Errorf("reply %v", v)
+		}
+		read <- err
+	}()
+	<-handling
+	drained := make(chan struct{})
+	go func() {
+		b.tr.Drain(ctx)
+		close(drained)
+	}()
+	etcdtest.WaitFor(t, 10*time.Second, time.Millisecond, "b to drain", func() bool {
+		b.tr.laneMu.Lock()
+		defer b.tr.laneMu.Unlock()
+		return b.tr.draining
+	})
+	late := make(chan error, 1)
+	go func() { _, err := a.sys.Call(ctx, target, "late"); late <- err }()
+	etcdtest.WaitFor(t, 10*time.Second, time.Millisecond, "the late call to be pending", func() bool { return a.tr.pendingCalls("b") == 2 })
+	select {
+	case err := <-late:
+		t.Fatalf("call set aside by a draining node returned before the drain ended: %v", err)
+	case <-drained:
+		t.Fatal("drain ended with a call it read unanswered")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(gate)
+	if err := <-read; err != nil {
+		t.Fatalf("call read before the drain = %v, want its reply", err)
+	}
+	if err := <-late; !errors.Is(err, actor.ErrNotDelivered) || !errors.Is(err, actor.ErrNodeDown) {
+		t.Fatalf("call that arrived during the drain = %v, want ErrNotDelivered and ErrNodeDown", err)
+	}
+	<-drained
+	b.tr.laneMu.Lock()
+	lanes := len(b.tr.lanes)
+	b.tr.laneMu.Unlock()
+	if lanes != 0 {
+		t.Fatalf("drain returned with %d inbound streams still open", lanes)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := a.sys.Call(ctx, target, "after"); !errors.Is(err, actor.ErrNotDelivered) || !errors.Is(err, actor.ErrNodeDown) ||
+			!strings.Contains(err.Error(), "b is leaving the cluster") {
+			t.Fatalf("call %d after the drain = %v, want ErrNotDelivered and ErrNodeDown", i, err)
+		}
 	}
 }

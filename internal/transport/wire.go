@@ -14,7 +14,8 @@ import (
 //	message Frame { repeated Envelope envelopes = 1; }
 //	message Envelope {
 //	  uint32 kind = 1;        // see kind
-//	  uint64 id = 2;          // correlation id of a call/reply, id of a monitor
+//	  uint64 id = 2;          // correlation id of a call/reply, id of a monitor,
+//	                          // last call read (drained)
 //	  uint64 ref_id = 3;      // target actor on the receiving node ...
 //	  uint64 ref_inc = 4;     // ... and its incarnation
 //	  string name = 5;        // or a name in the receiving node's local table
@@ -44,6 +45,10 @@ const (
 	kindMonitor
 	kindDemonitor
 	kindDown
+	// kindDrained ends the envelopes of an inbound stream whose node is
+	// leaving: id is the highest call id the node read from the stream.
+	// It answered every call it read; it read none after id.
+	kindDrained
 )
 
 func (k kind) String() string {
@@ -62,6 +67,8 @@ func (k kind) String() string {
 		return "demonitor"
 	case kindDown:
 		return "down"
+	case kindDrained:
+		return "drained"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -237,7 +244,7 @@ func decodeEnvelope(b []byte, e *envelope) error {
 			b = b[m:]
 			switch num {
 			case fKind:
-				if v == 0 || v > uint64(kindDown) {
+				if v == 0 || v > uint64(kindDrained) {
 					return fmt.Errorf("%w: unknown envelope kind %d", ErrMalformed, v)
 				}
 				e.kind = kind(v)
