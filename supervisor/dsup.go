@@ -54,6 +54,12 @@ type Distributed struct {
 	// (Unix nanoseconds).
 	handoffSeen atomic.Int64
 	fencedTo    clientv3.LeaseID // the epoch the last pass fenced for
+	// ringWant is the revision, newer than the ring's view, that a pass
+	// needs the ring to reach before it decides on some specs; a
+	// goroutine awaits it while ringAwait.
+	ringWant  int64
+	ringAwait bool
+	waiting   map[string]struct{} // ids to look at again then
 
 	pass      sync.Mutex // held by a reconcile pass
 	withdrawn sync.Once  // the offer of StartDistributed withdrawn
@@ -119,7 +125,7 @@ func StartDistributed(ctx context.Context, c Cluster, name string, o Distributed
 	}
 	d := &Distributed{name: name, c: c, o: o, k: keys{root: c.Prefix + "/sup/" + name + "/"},
 		log: log.With(zap.String("dsup", name)), local: make(map[string]*localChild),
-		dirty: make(map[string]struct{}), deferred: make(map[string]struct{}), ranOnce: make(map[string]struct{}), full: true, kick: make(chan struct{}, 1)}
+		dirty: make(map[string]struct{}), waiting: make(map[string]struct{}), deferred: make(map[string]struct{}), ranOnce: make(map[string]struct{}), full: true, kick: make(chan struct{}, 1)}
 	d.runs = ring.Filter{Key: "dsup:" + name, Match: func(m ring.Member) bool { return m.RunsSupervisor(name) }}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	// The mirror lives as long as the supervisor; ctx bounds only its
@@ -521,8 +527,12 @@ func (d *Distributed) reconcile() {
 		if spec.Restart == Temporary && spec.Node != "" && !ok {
 			// A temporary child's node is gone, or no longer runs the
 			// supervisor: it is not restarted elsewhere. The owner of its
-			// id among the nodes running the supervisor removes the spec.
-			if mine, _ := snap.NodeForAmong(id, d.runs); mine == d.c.NodeID {
+			// id among the nodes running the supervisor removes the spec,
+			// once its view of the ring is as new as the spec: its node
+			// placed it there seeing itself run the supervisor.
+			if e, _ := d.lookup("specs/", id); e.ModRevision > snap.Revision() {
+				d.awaitRing(e.ModRevision, id)
+			} else if mine, _ := snap.NodeForAmong(id, d.runs); mine == d.c.NodeID {
 				d.deleteSpec(id)
 			}
 			continue
@@ -920,6 +930,48 @@ func (d *Distributed) childExited(ep *lease.Epoch, e childExit) {
 		return
 	}
 	d.start(ep, spec, in, nil, recent)
+}
+
+// awaitRing looks at ids again once the ring reflects revision rev.
+func (d *Distributed) awaitRing(rev int64, ids ...string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, id := range ids {
+		d.waiting[id] = struct{}{}
+	}
+	d.ringWant = max(d.ringWant, rev)
+	if d.ringAwait || d.ctx.Err() != nil {
+		return
+	}
+	d.ringAwait = true
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		for {
+			d.mu.Lock()
+			want := d.ringWant
+			d.mu.Unlock()
+			if err := d.c.Ring.WaitRevision(d.ctx, want); err != nil {
+				d.mu.Lock()
+				d.ringAwait = false
+				d.mu.Unlock()
+				return
+			}
+			d.mu.Lock()
+			if d.ringWant > want {
+				d.mu.Unlock()
+				continue
+			}
+			d.ringAwait = false
+			for id := range d.waiting {
+				d.dirty[id] = struct{}{}
+			}
+			clear(d.waiting)
+			d.mu.Unlock()
+			d.poke()
+			return
+		}
+	}()
 }
 
 // pinnedBefore reports whether the spec of id was stored before this
