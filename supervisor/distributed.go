@@ -70,7 +70,10 @@ var ErrMoved = errors.New("supervisor: child moved to another node")
 
 // Distributed errors.
 var (
-	// ErrUnknownKind: no live eligible node offers the spec's kind.
+	// ErrUnknownKind: no live eligible node offers the spec's kind (or
+	// none runs the supervisor), as of the call: a node that started
+	// offering it a moment before, and that this node's view has not seen
+	// yet, counts.
 	ErrUnknownKind = errors.New("supervisor: no live node offers this kind")
 	// ErrAlreadyStarted: a child with this id exists; the error is an
 	// *AlreadyStartedError carrying its Ref when it runs.

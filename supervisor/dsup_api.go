@@ -18,12 +18,36 @@ import (
 // prepare validates a spec for starting: an id is generated if empty, a
 // temporary child is pinned to the node it is placed on now, and a kind no
 // live eligible node offers fails with ErrUnknownKind.
-func (d *Distributed) prepare(spec ChildSpec) (ChildSpec, error) {
+func (d *Distributed) prepare(ctx context.Context, spec ChildSpec) (ChildSpec, error) {
 	if err := d.roomFor(1); err != nil {
 		return spec, err
 	}
-	return d.prepareAt(spec, d.c.Ring.Snapshot())
+	spec, err := d.prepareAt(spec, d.c.Ring.Snapshot())
+	if errors.Is(err, ErrUnknownKind) {
+		if snap, ok := d.freshRing(ctx); ok {
+			spec, err = d.prepareAt(spec, snap)
+		}
+	}
+	return spec, err
 }
+
+// freshRing returns the ring's view once it has caught up with etcd as of
+// now, and false if that cannot be had within ctx and freshRingWait. A
+// spec this node's view cannot place is placed again on it before it is
+// refused: a node that started offering the kind a moment ago, before
+// this node's view saw it, has it.
+func (d *Distributed) freshRing(ctx context.Context) (*ring.Snapshot, bool) {
+	ctx, cancel := context.WithTimeout(ctx, freshRingWait)
+	defer cancel()
+	resp, err := d.c.Client.Get(ctx, ring.MembersPrefix(d.c.Prefix), clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil || d.c.Ring.WaitRevision(ctx, resp.Header.Revision) != nil {
+		return nil, false
+	}
+	return d.c.Ring.Snapshot(), true
+}
+
+// freshRingWait bounds freshRing.
+const freshRingWait = 5 * time.Second
 
 // roomFor fails with ErrMaxChildren when n more children would exceed
 // MaxChildren, and with ErrSupervisorStopped after Stop.
@@ -86,7 +110,7 @@ func (d *Distributed) prepareAt(spec ChildSpec, snap *ring.Snapshot) (ChildSpec,
 // the wait is abandoned, with an error wrapping ctx's. After Stop it fails
 // with ErrSupervisorStopped.
 func (d *Distributed) StartChild(ctx context.Context, spec ChildSpec) (actor.Ref, string, error) {
-	spec, err := d.prepare(spec)
+	spec, err := d.prepare(ctx, spec)
 	if err != nil {
 		return actor.Ref{}, spec.ID, err
 	}
@@ -118,7 +142,7 @@ func (d *Distributed) FindOrStart(ctx context.Context, spec ChildSpec) (actor.Re
 	if ref, err := d.Whereis(spec.ID); err == nil {
 		return ref, nil
 	}
-	spec, err := d.prepare(spec)
+	spec, err := d.prepare(ctx, spec)
 	if err != nil {
 		return actor.Ref{}, err
 	}
@@ -165,11 +189,18 @@ func (d *Distributed) StartChildren(ctx context.Context, specs []ChildSpec) ([]s
 	if err := d.roomFor(len(specs)); err != nil {
 		return nil, err
 	}
-	snap := d.c.Ring.Snapshot()
+	snap, fresh := d.c.Ring.Snapshot(), false
 	prepared := make([]ChildSpec, len(specs))
 	ids := make([]string, len(specs))
 	for i, s := range specs {
 		s, err := d.prepareAt(s, snap)
+		if errors.Is(err, ErrUnknownKind) && !fresh {
+			if snap, fresh = d.freshRing(ctx); fresh {
+				s, err = d.prepareAt(s, snap)
+			} else {
+				snap, fresh = d.c.Ring.Snapshot(), true
+			}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("spec %d: %w", i, err)
 		}
