@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -504,4 +505,52 @@ func startPair(t *testing.T) (dnode, dnode) {
 	b := startDNode(t, cl, "b", nil, supervisor.DistributedOptions{})
 	waitMembers(t, a.Node, "a", "b")
 	return a, b
+}
+
+// barrier is met once n instances are in Terminate at the same time.
+type barrier struct {
+	n   int
+	mu  sync.Mutex
+	in  int
+	all chan struct{}
+	met atomic.Int32 // instances that saw the barrier met
+}
+
+// barrierChild's Terminate waits for the barrier, or gives up after 3 s.
+type barrierChild struct{ b *barrier }
+
+func (c *barrierChild) HandleCall(*actor.Context, any) (any, error) { return "ok", nil }
+
+func (c *barrierChild) Terminate(*actor.Context, error) {
+	c.b.mu.Lock()
+	c.b.in++
+	if c.b.in == c.b.n {
+		close(c.b.all)
+	}
+	c.b.mu.Unlock()
+	select {
+	case <-c.b.all:
+		c.b.met.Add(1)
+	case <-time.After(3 * time.Second):
+	}
+}
+
+// Stop stops a supervisor's children on the node all at once, as OTP
+// stops a dynamic supervisor's: each is in Terminate while the others
+// are, rather than after them.
+func TestDistributedStopStopsChildrenAtOnce(t *testing.T) {
+	const children = 8
+	b := &barrier{n: children, all: make(chan struct{})}
+	a := startDNodesWithKind(t, "slow", func() actor.Actor { return &barrierChild{b} }, "a")[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for range children {
+		if _, _, err := a.sup.StartChild(ctx, supervisor.ChildSpec{Kind: "slow", Shutdown: 10 * time.Second}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.sup.Stop(ctx)
+	if met := b.met.Load(); met != children {
+		t.Fatalf("%d of %d children were in Terminate together", met, children)
+	}
 }

@@ -609,11 +609,11 @@ func (d *Distributed) Drain(ctx context.Context) {
 
 // Stop stops the supervisor on this node: it withdraws the node from the
 // supervisor's placement, its reconciler ends, and its local children stop
-// (without handing off state: call Drain first for that) and release their
-// owner keys, so the other nodes running the supervisor take them over at
-// once. Temporary children are not restarted anywhere: their specs are
-// deleted. Calls through this node's handle then fail with
-// ErrSupervisorStopped.
+// all at once, each within its spec's Shutdown (without handing off state:
+// call Drain first for that), and release their owner keys, so the other
+// nodes running the supervisor take them over at once. Temporary children
+// are not restarted anywhere: their specs are deleted. Calls through this
+// node's handle then fail with ErrSupervisorStopped.
 func (d *Distributed) Stop(ctx context.Context) {
 	d.withdraw(ctx)
 	d.mu.Lock()
@@ -622,20 +622,28 @@ func (d *Distributed) Stop(ctx context.Context) {
 	d.cancel()
 	d.wg.Wait()
 	d.mu.Lock()
-	local := d.local
-	d.local = map[string]*localChild{}
-	d.mu.Unlock()
-	ep := d.c.Session.Current()
-	rs := make([]release, 0, len(local))
-	for id, lc := range local {
-		lc.stopping = true
-		d.stopLocal(id, lc, actor.Shutdown)
-		rs = append(rs, release{id: id, drop: lc.spec.Restart == Temporary})
+	ids := make([]string, 0, len(d.local))
+	for id := range d.local {
+		ids = append(ids, id)
 	}
-	d.releaseAll(ep, rs)
+	d.mu.Unlock()
+	// As OTP stops a dynamic supervisor's children: all at once, each
+	// within its own shutdown timeout.
+	var mu sync.Mutex
+	rs := make([]release, 0, len(ids))
+	d.eachDetached(ids, stopConcurrency, func(id string, lc *localChild) {
+		d.stopLocal(id, lc, actor.Shutdown)
+		mu.Lock()
+		rs = append(rs, release{id: id, drop: lc.spec.Restart == Temporary})
+		mu.Unlock()
+	})
+	d.releaseAll(d.c.Session.Current(), rs)
 	d.m.Close()
 	d.unholdEpoch()
 }
+
+// stopConcurrency bounds the children Stop stops at a time.
+const stopConcurrency = 1024
 
 // Done is closed once Stop has withdrawn this node from placement and
 // begun stopping the local children; from then on the handle's calls fail
