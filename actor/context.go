@@ -39,15 +39,18 @@ func (c *Context) Deadline() (time.Time, bool) {
 	return time.Unix(0, c.deadline), true
 }
 
-// Context returns a context.Context canceled when the actor exits, for
-// handlers that do blocking work (such as etcd requests) on the actor's
-// behalf.
+// Context returns a context.Context for handlers that block (on etcd
+// requests, say) on the actor's behalf: it is canceled as soon as the actor
+// is asked to stop (Stop, a supervisor stopping it, Shutdown, or
+// Context.Stop) and when it exits, so a handler watching it returns and
+// lets the actor terminate within its shutdown timeout. In Terminate it
+// is a fresh context, canceled when the actor exits, for the cleanup.
 func (c *Context) Context() context.Context {
 	c.p.mu.Lock()
 	defer c.p.mu.Unlock()
 	if c.life == nil {
 		c.life, c.cancel = context.WithCancel(context.Background())
-		if c.p.dead {
+		if c.p.dead || c.p.flags.Load()&(flagStop|flagKill) == flagStop {
 			c.cancel()
 		}
 	}

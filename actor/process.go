@@ -322,17 +322,27 @@ func (p *process) crashed(reason *PanicError) {
 // message. The first request wins.
 func (p *process) requestStop(reason error) {
 	p.mu.Lock()
+	var cancel context.CancelFunc
 	if p.flags.Load()&flagStop == 0 {
 		p.stopReason = reason
 		p.flags.Or(flagStop)
+		cancel = p.ctx.cancel // a handler watching Context returns
 	}
 	p.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
 }
 
 // terminate runs the Terminate callback in the actor's goroutine, then
 // exits. A panic in Terminate does not change the reason.
 func (p *process) terminate(reason error) {
+	p.mu.Lock()
 	p.flags.Or(flagKill)
+	if c := &p.ctx; c.life != nil && c.life.Err() != nil && !p.dead {
+		c.life, c.cancel = nil, nil // Terminate gets a fresh one
+	}
+	p.mu.Unlock()
 	if p.term != nil && !p.exited.Load() {
 		func() {
 			defer func() {
