@@ -421,7 +421,9 @@ func (n *Node) systemStopped(err error) error {
 // (removing every key bound to it), closes the etcd client, and last stops
 // the embedded etcd (closing etcd under a live client would stall the
 // client for seconds). ctx bounds the etcd requests and the hand-offs;
-// the steps run whatever happens. Give it a live context: under one
+// the steps run whatever happens. Each etcd request is bounded by
+// max(5 s, LeaseTTL) as well, and once one finds etcd unreachable the
+// later ones are not waited for (the lease expires on its own). Give it a live context: under one
 // already cancelled, distributed children move without their state, and
 // leaderships are not resigned nor the lease revoked, so singletons and
 // names move only when the lease expires. Stop may be called more than
@@ -445,11 +447,31 @@ func (n *Node) Stop(ctx context.Context) error {
 	}
 	n.mu.Unlock()
 	var errs []error
+	// Each etcd request below is bounded by stopTimeout; once one finds
+	// etcd unreachable, the later ones are not waited for: the lease then
+	// expires on its own within one TTL.
+	etcdDown := false
+	etcdCtx := func() (context.Context, context.CancelFunc) {
+		c, cancel := context.WithTimeout(ctx, n.stopTimeout())
+		if etcdDown {
+			cancel()
+		}
+		return c, cancel
+	}
+	etcdErr := func(c context.Context, err error) error {
+		if err != nil && errors.Is(c.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+			etcdDown = true
+		}
+		return err
+	}
 	if err := n.stopRoots(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	for _, l := range ls {
-		if err := l.Resign(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		c, cancel := etcdCtx()
+		err := etcdErr(c, l.Resign(c))
+		cancel()
+		if err != nil && !errors.Is(err, context.Canceled) {
 			errs = append(errs, fmt.Errorf("resign %s: %w", l.Key(), err))
 		}
 	}
@@ -482,14 +504,19 @@ func (n *Node) Stop(ctx context.Context) error {
 	n.mu.Lock()
 	n.left = true
 	n.mu.Unlock()
-	if _, err := n.client.Txn(ctx).
+	c, cancel := etcdCtx()
+	_, err := n.client.Txn(c).
 		If(clientv3.Compare(clientv3.LeaseValue(ring.MemberKey(n.cfg.Prefix, n.cfg.NodeID)), "=", n.session.Current().ID())).
-		Then(clientv3.OpDelete(ring.MemberKey(n.cfg.Prefix, n.cfg.NodeID))).Commit(); err != nil {
+		Then(clientv3.OpDelete(ring.MemberKey(n.cfg.Prefix, n.cfg.NodeID))).Commit()
+	if etcdErr(c, err) != nil {
 		errs = append(errs, fmt.Errorf("delete member key: %w", err))
 	}
-	if err := n.teardown(ctx); err != nil {
+	cancel()
+	c, cancel = etcdCtx()
+	if err := n.teardown(c); err != nil {
 		errs = append(errs, err)
 	}
+	cancel()
 	n.stopErr = errors.Join(errs...)
 	close(n.stopDone)
 	return n.stopErr

@@ -251,3 +251,26 @@ func TestStopResignsLeadership(t *testing.T) {
 		t.Fatal("b never became leader")
 	}
 }
+
+// A node cut off from etcd stops within about one bound of its etcd
+// requests, max(5 s, TTL), even with a longer context: once the first
+// request finds etcd unreachable, Stop does not wait on the others.
+func TestStopWithEtcdUnreachableIsBounded(t *testing.T) {
+	cl := etcdtest.Start(t)
+	proxy := etcdtest.NewProxy(t, cl.Endpoints()[0])
+	n := startNode(t, cohort.Config{NodeID: "cut", Endpoints: []string{proxy.Addr()}, LeaseTTL: 2 * time.Second})
+	if _, err := n.Campaign(context.Background(), "e", "v"); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Pause()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	start := time.Now()
+	err := n.Stop(ctx)
+	if d := time.Since(start); d > 15*time.Second {
+		t.Fatalf("Stop with etcd unreachable took %v (err %v); its etcd requests are bounded by 5 s", d, err)
+	}
+	if err == nil {
+		t.Fatal("Stop with etcd unreachable reported no error")
+	}
+}
