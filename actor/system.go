@@ -584,6 +584,10 @@ func (s *System) Alive(r Ref) bool {
 	return err == nil && !p.exited.Load()
 }
 
+// Stopped reports whether Shutdown has begun: the system refuses all work
+// from then on.
+func (s *System) Stopped() bool { return s.stopped.Load() }
+
 // Count returns the number of live actors.
 func (s *System) Count() int { return int(s.live.Load()) }
 

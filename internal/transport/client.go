@@ -324,6 +324,10 @@ func (s *session) reply(e *envelope) {
 		return // the caller gave up
 	}
 	if e.err != nil {
+		if e.err.Code == codeLeaving {
+			ch <- result{err: undelivered(leavingError(s.p.node))}
+			return
+		}
 		ch <- result{err: actor.ErrorFromWire(e.err)}
 		return
 	}

@@ -221,6 +221,13 @@ func (in *inbound) dispatch(e *envelope) {
 		id := e.id
 		in.lastCall = max(in.lastCall, id)
 		in.calls.Add(1) // reply counts the answer
+		if sys.Stopped() {
+			// The node is stopping: nothing here takes the call, which
+			// its caller may send where the actor runs next.
+			in.replyError(id, &actor.WireError{Code: codeLeaving,
+				Message: fmt.Sprintf("node %s is stopping; the call was not delivered", in.t.cfg.Node)})
+			return
+		}
 		ref, err := in.target(e)
 		var msg any
 		if err == nil {
@@ -333,6 +340,17 @@ func (in *inbound) reply(id uint64, v any, err error) {
 	}
 	_ = in.q.pushFlush(in.ctx, &e, force)
 }
+
+// replyError answers call id with w, as reply does.
+func (in *inbound) replyError(id uint64, w *actor.WireError) {
+	defer in.answered()
+	_ = in.q.pushFlush(in.ctx, &envelope{kind: kindReply, id: id, err: w}, force)
+}
+
+// codeLeaving is the code of the error a stopping node answers a call
+// with when nothing there took it. Only the transport sends it; the
+// caller's side turns it into ErrNotDelivered.
+const codeLeaving = "cohort.transport.leaving"
 
 // answered counts the answer of a call, after it was queued.
 func (in *inbound) answered() {

@@ -649,3 +649,25 @@ func TestDrainAnswersWhatItReadAndFailsTheRestAsNotDelivered(t *testing.T) {
 		}
 	}
 }
+
+// A call that reaches a node whose actor system has stopped (the node is
+// on its way out) fails with ErrNotDelivered: nothing there took it.
+func TestCallToAStoppedSystemIsNotDelivered(t *testing.T) {
+	bk := newBook()
+	a := startNode(t, bk, Config{Node: "a"})
+	b := startNode(t, bk, Config{Node: "b"})
+	target := spawn(t, b, echo{})
+	ctx := ctxTimeout(t, 30*time.Second)
+	if _, err := a.sys.Call(ctx, target, "warm"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.sys.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.sys.Call(ctx, target, "late"); !errors.Is(err, actor.ErrNotDelivered) || !errors.Is(err, actor.ErrNodeDown) {
+		t.Fatalf("call to a stopped system = %v, want ErrNotDelivered and ErrNodeDown", err)
+	}
+	if _, err := a.tr.CallName(ctx, "b", "svc", "late"); !errors.Is(err, actor.ErrNotDelivered) {
+		t.Fatalf("call by name to a stopped system = %v, want ErrNotDelivered", err)
+	}
+}
