@@ -50,6 +50,10 @@ var codecs struct {
 // are encoded with protobuf; otherwise with encoding/json, so T's exported
 // fields (or its json.Marshaler) define what travels and interface-typed
 // fields come back as JSON's generic types.
+//
+// Registered already, by this package, under their Go names: string,
+// []byte, bool, int, int64, uint64 and float64, and Ref as "actor.Ref".
+// Registering one of them under another name fails with ErrTypeConflict.
 func RegisterType[T any](name string) error {
 	typ := reflect.TypeFor[T]()
 	c := &typeCodec{name: name, typ: typ}

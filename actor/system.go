@@ -279,7 +279,7 @@ func (s *System) local(r Ref) (*process, error) {
 	}
 	if r.Node != s.node || r.Incarnation != s.incarnation {
 		if r.Node == s.node {
-			return nil, fmt.Errorf("%w: %v belongs to an earlier run of this node", ErrNotFound, r)
+			return nil, fmt.Errorf("%w: %v belongs to another run of this node", ErrNotFound, r)
 		}
 		return nil, fmt.Errorf("%w: %v (this node is %s)", ErrRemoteNode, r, s.node)
 	}

@@ -82,7 +82,10 @@ func (p *peer) session() (*session, error) {
 		if errors.Is(p.lastErr, actor.ErrNotDelivered) {
 			return nil, p.lastErr // it is leaving
 		}
-		return nil, fmt.Errorf("%w: %s unreachable (%v); retrying in %v", actor.ErrNodeDown, p.node, p.lastErr, wait.Round(time.Millisecond))
+		if !errors.Is(p.lastErr, actor.ErrNodeDown) {
+			return nil, fmt.Errorf("%w: %s unreachable (%v); next attempt in %v", actor.ErrNodeDown, p.node, p.lastErr, wait.Round(time.Millisecond))
+		}
+		return nil, fmt.Errorf("%w; next attempt in %v", p.lastErr, wait.Round(time.Millisecond))
 	}
 	addr, ok := p.t.cfg.Lookup(p.node)
 	if !ok {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -103,11 +104,17 @@ func (t *Transport) serveStream(_ any, ss grpc.ServerStream) error {
 	in.close()
 	in.q.wait() // an actor writing its reply must be done before the handler ends the stream
 	wg.Wait()
-	if err != nil && !errors.Is(err, context.Canceled) {
+	switch {
+	case err == nil:
+	case errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled:
+		// The peer ended its stream: it stopped, or left, or opened a
+		// new one.
+		t.log.Debug("inbound stream ended", zap.String("from", from), zap.Error(err))
+	case errors.Is(err, ErrMalformed):
 		t.log.Warn("inbound stream ended", zap.String("from", from), zap.Error(err))
-		if errors.Is(err, ErrMalformed) {
-			return status.Error(codes.InvalidArgument, err.Error())
-		}
+		return status.Error(codes.InvalidArgument, err.Error())
+	default:
+		t.log.Warn("inbound stream ended", zap.String("from", from), zap.Error(err))
 	}
 	return nil
 }
