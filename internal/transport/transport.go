@@ -135,11 +135,33 @@ func New(cfg Config) (*Transport, error) {
 		grpc.ConnectionTimeout(cfg.DialTimeout),
 	}
 	if cfg.ServerTLS != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.ServerTLS)))
+		opts = append(opts, grpc.Creds(loggedCreds{credentials.NewTLS(cfg.ServerTLS), t.log}))
 	}
 	t.server = grpc.NewServer(opts...)
 	t.server.RegisterService(serviceDesc(t.serveStream), nil)
 	return t, nil
+}
+
+// loggedCreds logs the connections the server's TLS refuses: an untrusted
+// or expired certificate, no certificate, or a peer not speaking TLS. The
+// refused peer learns little (a broken pipe, at best the alert); the log
+// says which address was refused and why.
+type loggedCreds struct {
+	credentials.TransportCredentials
+	log *zap.Logger
+}
+
+func (c loggedCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	nc, info, err := c.TransportCredentials.ServerHandshake(conn)
+	if err != nil {
+		c.log.Warn("refused a connection: TLS handshake failed (is the peer's certificate signed by this cluster's CA, valid, and is TLS on for it?)",
+			zap.Stringer("remote", conn.RemoteAddr()), zap.Error(err))
+	}
+	return nc, info, err
+}
+
+func (c loggedCreds) Clone() credentials.TransportCredentials {
+	return loggedCreds{c.TransportCredentials.Clone(), c.log}
 }
 
 // Serve serves peers' streams on lis, in the background, until Close.

@@ -17,6 +17,8 @@ import (
 	"github.com/cohort-go/cohort/actor"
 	"github.com/cohort-go/cohort/internal/etcdtest"
 	"github.com/cohort-go/cohort/internal/testcert"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
@@ -491,6 +493,8 @@ func TestMutualTLSRefusesUntrustedPeer(t *testing.T) {
 	cfgA.Node = "a"
 	cfgB := mtls(good, good.Issue(t, "b"), good.Pool)
 	cfgB.Node = "b"
+	core, logs := observer.New(zap.WarnLevel)
+	cfgB.Logger = zap.New(core)
 	// m presents a certificate the cluster CA did not sign, but trusts it.
 	cfgM := mtls(evil, evil.Issue(t, "m"), good.Pool)
 	cfgM.Node = "m"
@@ -503,6 +507,11 @@ func TestMutualTLSRefusesUntrustedPeer(t *testing.T) {
 	if _, err := m.sys.Call(ctx, ref, "untrusted"); !errors.Is(err, actor.ErrNodeDown) {
 		t.Fatalf("untrusted peer's call = %v", err)
 	}
+	// The refusing node says whom it refused, and why (once its side of
+	// the handshake has ended, which may be after the peer's).
+	etcdtest.WaitFor(t, 10*time.Second, time.Millisecond, "b to log the refused handshake", func() bool {
+		return logs.FilterMessageSnippet("TLS handshake failed").Len() > 0
+	})
 	refM := spawn(t, m, echo{})
 	if _, err := a.sys.Call(ctx, refM, "to untrusted"); !errors.Is(err, actor.ErrNodeDown) {
 		t.Fatalf("call to an untrusted peer = %v", err)
