@@ -57,7 +57,9 @@ type TransportConfig struct {
 
 	// MaxMessageSize bounds one encoded message or reply; larger ones fail
 	// at the sender with ErrMessageTooLarge. Use the same value on every
-	// node. Default 4 MiB. The bound is on the encoding: a []byte field
+	// node: a message over a peer's smaller limit breaks the stream to
+	// it, the calls pending on that stream fail with ErrNodeDown saying
+	// so, and its casts are lost. Default 4 MiB. The bound is on the encoding: a []byte field
 	// of a JSON-encoded type grows by a third (base64), so a 3.5 MiB
 	// payload in one does not fit; a protobuf message carries bytes as is.
 	MaxMessageSize int

@@ -290,6 +290,10 @@ func (s *session) read(stream grpc.ClientStream) error {
 	var e envelope
 	for {
 		if err := stream.RecvMsg(&f); err != nil {
+			if status.Code(err) == codes.ResourceExhausted {
+				err = fmt.Errorf("%s refused a message larger than its limit (its TransportConfig.MaxMessageSize is smaller than this node's: use the same value on every node): %w", s.p.node, err)
+				s.p.t.log.Warn("stream to peer broken by an oversized message", zap.String("peer", s.p.node), zap.Error(err))
+			}
 			return fmt.Errorf("%w: %s: stream broke: %w", actor.ErrNodeDown, s.p.node, err)
 		}
 		rest := f.b

@@ -301,6 +301,24 @@ func TestMessageTooLargeFailsAtSender(t *testing.T) {
 	}
 }
 
+// A node whose MaxMessageSize is larger than its peer's can send it a
+// message the peer refuses; the stream breaks, and the error says why and
+// what to do.
+func TestMismatchedMessageLimitsSayWhatToDo(t *testing.T) {
+	b := newBook()
+	a := startNode(t, b, Config{Node: "a", MaxMessageSize: 8 << 20})
+	n := startNode(t, b, Config{Node: "b", MaxMessageSize: 1 << 20})
+	ref := spawn(t, n, echo{})
+	ctx := ctxTimeout(t, 10*time.Second)
+	_, err := a.sys.Call(ctx, ref, make([]byte, 3<<20))
+	if !errors.Is(err, actor.ErrNodeDown) || !strings.Contains(err.Error(), "use the same value on every node") {
+		t.Fatalf("call larger than the peer's limit = %v", err)
+	}
+	if v, err := a.sys.Call(ctx, ref, "small"); err != nil || v != "small" {
+		t.Fatalf("call after the stream broke = %v, %v", v, err)
+	}
+}
+
 type sink struct {
 	mu   sync.Mutex
 	n    int
