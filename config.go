@@ -129,5 +129,13 @@ func (c Config) withDefaults() (Config, error) {
 		}
 		c.TLS = tc
 	}
+	if c.TLS != nil {
+		for _, e := range c.Endpoints {
+			if strings.HasPrefix(e, "http://") {
+				// The etcd client would talk plain HTTP to it, silently.
+				return c, fmt.Errorf("%w: etcd endpoint %q is plain http, but TLS is configured: use https://", ErrInvalidConfig, e)
+			}
+		}
+	}
 	return c, nil
 }

@@ -8,11 +8,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/cohort-go/cohort"
 	"github.com/cohort-go/cohort/internal/embedetcd"
+	"github.com/cohort-go/cohort/internal/etcdtest"
 	"github.com/cohort-go/cohort/internal/testcert"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -84,23 +86,46 @@ func TestEtcdTLSAndAuth(t *testing.T) {
 		KeyFile: clientKey, Username: "root", Password: "s3cret"})
 	waitMembers(t, n, "secure")
 
-	bad := map[string]cohort.Config{
-		"no client certificate": {CAFile: caFile, Username: "root", Password: "s3cret"},
-		"wrong password":        {CAFile: caFile, CertFile: clientCert, KeyFile: clientKey, Username: "root", Password: "nope"},
-		"no TLS at all":         {Username: "root", Password: "s3cret"},
+	rogueCA := testcert.NewCA(t, "rogue-ca")
+	_, rogueCert, rogueKey := writePEM(t, t.TempDir(), rogueCA, "rogue")
+	plain := etcdtest.Start(t)
+	// Each refusal says what to change.
+	bad := map[string]struct {
+		cfg  cohort.Config
+		hint string
+	}{
+		"no client certificate": {cohort.Config{CAFile: caFile, Username: "root", Password: "s3cret"}, "set CertFile and KeyFile"},
+		"wrong password":        {cohort.Config{CAFile: caFile, CertFile: clientCert, KeyFile: clientKey, Username: "root", Password: "nope"}, "authentication failed"},
+		"no TLS at all":         {cohort.Config{Username: "root", Password: "s3cret"}, "set CAFile"},
+		"http to a TLS etcd": {cohort.Config{Endpoints: []string{strings.Replace(endpoints[0], "https://", "http://", 1)}},
+			"speaks TLS"},
+		"untrusted client certificate": {cohort.Config{CAFile: caFile, CertFile: rogueCert, KeyFile: rogueKey}, "refused this node's client certificate"},
+		"TLS to a plain etcd": {cohort.Config{Endpoints: []string{strings.TrimPrefix(plain.Endpoints()[0], "http://")}, CAFile: caFile},
+			"does not speak TLS"},
+		"nothing listening": {cohort.Config{Endpoints: []string{"127.0.0.1:1"}}, "cannot connect"},
 	}
-	for name, cfg := range bad {
+	for name, tc := range bad {
 		t.Run(name, func(t *testing.T) {
-			cfg.Endpoints, cfg.DialTimeout = endpoints, 2*time.Second
+			t.Parallel()
+			cfg := tc.cfg
+			if cfg.Endpoints == nil {
+				cfg.Endpoints = endpoints
+			}
+			cfg.DialTimeout = 2 * time.Second
 			n, err := cohort.Start(context.Background(), cfg)
 			if err == nil {
 				n.Stop(context.Background())
 				t.Fatal("started without valid credentials")
 			}
 			t.Logf("%s: %v", name, err)
-			if !errors.Is(err, cohort.ErrEtcdUnreachable) {
-				t.Fatalf("error %v, want ErrEtcdUnreachable", err)
+			if !errors.Is(err, cohort.ErrEtcdUnreachable) || !strings.Contains(err.Error(), tc.hint) {
+				t.Fatalf("error %v, want ErrEtcdUnreachable saying %q", err, tc.hint)
 			}
 		})
+	}
+	// TLS files with an http:// endpoint would silently run plain.
+	_, err = cohort.Start(context.Background(), cohort.Config{Endpoints: plain.Endpoints(), CAFile: caFile})
+	if !errors.Is(err, cohort.ErrInvalidConfig) || !strings.Contains(err.Error(), "use https://") {
+		t.Fatalf("TLS files with an http:// endpoint: %v, want ErrInvalidConfig", err)
 	}
 }

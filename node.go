@@ -107,7 +107,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Context:     n.ctx,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v: %w (check Endpoints, TLS files and credentials, and that etcd runs)", ErrEtcdUnreachable, endpoints, err)
+		return nil, fmt.Errorf("%w: %v: %w (%s)", ErrEtcdUnreachable, endpoints, err, n.etcdHint(endpoints))
 	}
 	if err := n.ping(ctx, endpoints); err != nil {
 		return nil, err
@@ -180,9 +180,19 @@ func (n *Node) ping(ctx context.Context, endpoints []string) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("%w: %v within %v: %w (check Endpoints, TLS and credentials)", ErrEtcdUnreachable, endpoints, n.cfg.DialTimeout, err)
+		return fmt.Errorf("%w: %v within %v: %w (%s)", ErrEtcdUnreachable, endpoints, n.cfg.DialTimeout, err, n.etcdHint(endpoints))
 	}
 	return nil
+}
+
+// etcdHint is what probing the first endpoint found, or the general advice.
+func (n *Node) etcdHint(endpoints []string) string {
+	if len(endpoints) > 0 {
+		if h := probeEtcd(endpoints[0], n.cfg.TLS, 2*time.Second); h != "" {
+			return h
+		}
+	}
+	return "check Endpoints, TLS files and credentials, and that etcd runs"
 }
 
 // claimMember writes the member key bound to ep's lease. The key is created
