@@ -17,8 +17,14 @@ type Context struct {
 	deadline int64 // unix nanoseconds; 0 for none
 	deferred bool
 	stop     error
-	life     context.Context
-	cancel   context.CancelFunc
+	ctxs     *lifeContexts // made by the first Context or Stopping
+}
+
+// lifeContexts are the contexts an actor hands its callbacks: life ends at
+// the exit, stopping at the first stop request or the exit.
+type lifeContexts struct {
+	life, stopping             context.Context
+	cancelLife, cancelStopping context.CancelFunc
 }
 
 // Self returns the actor's own Ref.
@@ -39,22 +45,48 @@ func (c *Context) Deadline() (time.Time, bool) {
 	return time.Unix(0, c.deadline), true
 }
 
-// Context returns a context.Context for handlers that block (on etcd
-// requests, say) on the actor's behalf: it is canceled as soon as the actor
-// is asked to stop (Stop, a supervisor stopping it, Shutdown, or
-// Context.Stop) and when it exits, so a handler watching it returns and
-// lets the actor terminate within its shutdown timeout. In Terminate it
-// is a fresh context, canceled when the actor exits, for the cleanup.
+// Context returns a context.Context canceled when the actor exits, for
+// work the actor does in the background or in Terminate (etcd requests,
+// say) on its behalf. A handler that blocks should watch Stopping instead.
 func (c *Context) Context() context.Context {
 	c.p.mu.Lock()
 	defer c.p.mu.Unlock()
-	if c.life == nil {
-		c.life, c.cancel = context.WithCancel(context.Background())
-		if c.p.dead || c.p.flags.Load()&(flagStop|flagKill) == flagStop {
-			c.cancel()
+	return c.lifeLocked()
+}
+
+// Stopping returns a context.Context canceled as soon as the actor is
+// asked to stop (Stop, a supervisor stopping it, System.Shutdown,
+// Context.Stop) and when it exits. A handler that blocks (on I/O, a
+// channel, a lock) should watch it: it then returns when a stop is
+// requested, and the actor terminates with the stop's reason within its
+// shutdown timeout rather than being abandoned at the timeout.
+func (c *Context) Stopping() context.Context {
+	c.p.mu.Lock()
+	defer c.p.mu.Unlock()
+	life := c.lifeLocked()
+	x := c.ctxs
+	if x.stopping == nil {
+		x.stopping, x.cancelStopping = context.WithCancel(life)
+		if c.p.flags.Load()&flagStop != 0 {
+			x.cancelStopping()
 		}
 	}
-	return c.life
+	return x.stopping
+}
+
+// lifeLocked returns the life context, making it; c.p.mu is held.
+func (c *Context) lifeLocked() context.Context {
+	if c.ctxs == nil {
+		c.ctxs = &lifeContexts{}
+	}
+	x := c.ctxs
+	if x.life == nil {
+		x.life, x.cancelLife = context.WithCancel(context.Background())
+		if c.p.dead {
+			x.cancelLife()
+		}
+	}
+	return x.life
 }
 
 // DeferReply, called in HandleCall, detaches the reply from the handler's

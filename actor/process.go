@@ -326,7 +326,9 @@ func (p *process) requestStop(reason error) {
 	if p.flags.Load()&flagStop == 0 {
 		p.stopReason = reason
 		p.flags.Or(flagStop)
-		cancel = p.ctx.cancel // a handler watching Context returns
+		if x := p.ctx.ctxs; x != nil {
+			cancel = x.cancelStopping // a handler watching Stopping returns
+		}
 	}
 	p.mu.Unlock()
 	if cancel != nil {
@@ -337,12 +339,7 @@ func (p *process) requestStop(reason error) {
 // terminate runs the Terminate callback in the actor's goroutine, then
 // exits. A panic in Terminate does not change the reason.
 func (p *process) terminate(reason error) {
-	p.mu.Lock()
 	p.flags.Or(flagKill)
-	if c := &p.ctx; c.life != nil && c.life.Err() != nil && !p.dead {
-		c.life, c.cancel = nil, nil // Terminate gets a fresh one
-	}
-	p.mu.Unlock()
 	if p.term != nil && !p.exited.Load() {
 		func() {
 			defer func() {
@@ -389,7 +386,10 @@ func (p *process) exitInline(reason error, own bool) (handoff *process) {
 		close(p.waiters)
 		p.waiters = nil
 	}
-	cancel := p.ctx.cancel
+	var cancel context.CancelFunc
+	if x := p.ctx.ctxs; x != nil {
+		cancel = x.cancelLife
+	}
 	p.mu.Unlock()
 	close(p.done)
 	if cancel != nil {

@@ -3,12 +3,13 @@ package actor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
 
-// blocker's handler blocks until its Context ends; its Terminate reports
-// whether its own Context was live then.
+// blocker's handler blocks until Stopping ends; its Terminate reports
+// whether the life Context is live then.
 type blocker struct {
 	started     chan struct{}
 	handlerErr  chan error
@@ -17,22 +18,25 @@ type blocker struct {
 
 func (b *blocker) HandleCall(c *Context, _ any) (any, error) {
 	close(b.started)
-	<-c.Context().Done()
-	b.handlerErr <- c.Context().Err()
+	<-c.Stopping().Done()
+	b.handlerErr <- c.Stopping().Err()
+	if err := c.Context().Err(); err != nil {
+		b.handlerErr <- fmt.Errorf("the actor's life Context ended with the stop request: %w", err)
+	}
 	return "stopped", nil
 }
 
 func (b *blocker) Terminate(c *Context, _ error) { b.termCtxLive <- c.Context().Err() == nil }
 
-// A handler that watches Context returns as soon as the actor is asked to
+// A handler that watches Stopping returns as soon as the actor is asked to
 // stop, so the actor terminates with the stop's reason, not killed at its
-// shutdown timeout; Terminate then has a live Context for its cleanup.
-func TestStopCancelsTheHandlersContext(t *testing.T) {
+// shutdown timeout; the life Context stays live through Terminate.
+func TestStopEndsStopping(t *testing.T) {
 	sys := NewSystem(Config{Node: "n"})
 	defer func() { _ = sys.Shutdown(context.Background()) }()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b := &blocker{started: make(chan struct{}), handlerErr: make(chan error, 1), termCtxLive: make(chan bool, 1)}
+	b := &blocker{started: make(chan struct{}), handlerErr: make(chan error, 2), termCtxLive: make(chan bool, 1)}
 	ref, err := sys.Spawn(ctx, b, Options{ShutdownTimeout: 20 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +49,12 @@ func TestStopCancelsTheHandlersContext(t *testing.T) {
 		t.Fatalf("stop of an actor whose handler watches its Context = %v", err)
 	}
 	if err := <-b.handlerErr; !errors.Is(err, context.Canceled) {
-		t.Fatalf("handler's Context after the stop request = %v", err)
+		t.Fatalf("Stopping after the stop request = %v", err)
+	}
+	select {
+	case err := <-b.handlerErr:
+		t.Fatal(err)
+	default:
 	}
 	if !<-b.termCtxLive {
 		t.Fatal("Terminate got a canceled Context")
