@@ -7,6 +7,7 @@ package cohort
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -46,6 +47,8 @@ type Node struct {
 
 	lis       net.Listener         // transport listener until the transport serves it
 	transport *transport.Transport // set once started; closed in teardown
+	// serverTLS and clientTLS are the transport's, nil without TLS.
+	serverTLS, clientTLS *tls.Config
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -120,12 +123,15 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("cohort: session lease: %w", err)
 	}
+	if n.serverTLS, n.clientTLS, err = cfg.Transport.tlsConfigs(); err != nil {
+		return nil, err
+	}
 	addr, err := n.listenTransport()
 	if err != nil {
 		return nil, err
 	}
 	n.member = ring.Member{ID: cfg.NodeID, Addr: addr, StartedAt: time.Now().UTC(), Version: Version,
-		Kinds: cfg.Kinds, Roles: cfg.Roles}
+		Kinds: cfg.Kinds, Roles: cfg.Roles, TLS: n.serverTLS != nil}
 	first := n.session.Current()
 	if err := n.claimMember(n.ctx, first); err != nil {
 		return nil, err

@@ -453,6 +453,20 @@ func TestRemoteMutualTLS(t *testing.T) {
 		Transport: cohort.TransportConfig{CA: good.Pool}}); !errors.Is(err, cohort.ErrInvalidConfig) {
 		t.Fatalf("CA without certificate = %v", err)
 	}
+	// A node without TLS among TLS nodes is told why it cannot reach them.
+	plain := start("plain", cohort.TransportConfig{})
+	waitMembers(t, plain, "a", "b", "m", "plain")
+	_, err = plain.Call(ctx, ref, "plain")
+	if !errors.Is(err, cohort.ErrNodeDown) || !strings.Contains(err.Error(), "b uses TLS on its transport and this node does not") {
+		t.Fatalf("call from a node without TLS = %v", err)
+	}
+	plainRef, err := plain.System().Spawn(ctx, echo{}, actor.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err = a.Call(ctx, plainRef, "tls"); !strings.Contains(err.Error(), "this node uses TLS on its transport and plain does not") {
+		t.Fatalf("call to a node without TLS = %v", err)
+	}
 }
 
 func startNodeErr(cfg cohort.Config) (*cohort.Node, error) {

@@ -143,10 +143,6 @@ func (n *Node) listenTransport() (string, error) {
 // system for Refs of other nodes, and follows membership so that calls to
 // a node that leaves fail at once.
 func (n *Node) startTransport() error {
-	server, client, err := n.cfg.Transport.tlsConfigs()
-	if err != nil {
-		return err
-	}
 	tc := n.cfg.Transport
 	tr, err := transport.New(transport.Config{
 		Node:    n.cfg.NodeID,
@@ -156,8 +152,9 @@ func (n *Node) startTransport() error {
 			m, ok := n.ring.Member(id)
 			return m.Addr, ok && m.Addr != ""
 		},
-		ServerTLS:      server,
-		ClientTLS:      client,
+		Explain:        n.explainPeer,
+		ServerTLS:      n.serverTLS,
+		ClientTLS:      n.clientTLS,
 		MaxMessageSize: tc.MaxMessageSize,
 		QueueBytes:     tc.QueueBytes,
 		FailFast:       tc.FailFast,
@@ -188,12 +185,32 @@ func (n *Node) startTransport() error {
 						tr.NodeLeft(m.ID)
 					}
 				}
+				for _, m := range c.Joined {
+					if m.ID != n.cfg.NodeID && m.TLS != n.member.TLS {
+						n.log.Warn("a node joined that cannot exchange messages with this one", zap.String("peer", m.ID),
+							zap.String("why", n.explainPeer(m.ID)))
+					}
+				}
 			case <-n.ctx.Done():
 				return
 			}
 		}
 	}()
 	return nil
+}
+
+// explainPeer says what this node knows of why messages to node fail: a
+// transport TLS setting that differs from this node's.
+func (n *Node) explainPeer(node string) string {
+	m, ok := n.ring.Member(node)
+	switch {
+	case !ok || m.TLS == n.member.TLS:
+		return ""
+	case m.TLS:
+		return node + " uses TLS on its transport and this node does not: set TransportConfig's CA and Certificate alike on every node"
+	default:
+		return "this node uses TLS on its transport and " + node + " does not: set TransportConfig's CA and Certificate alike on every node"
+	}
 }
 
 // stopTransport closes the transport: calls other nodes have pending here

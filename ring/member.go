@@ -26,6 +26,9 @@ type Member struct {
 	// Supervisors lists the distributed supervisors running on the node,
 	// sorted: a supervisor places children only on the nodes that run it.
 	Supervisors []string `json:"sups,omitempty"`
+	// TLS says whether the node's transport uses mutual TLS: two nodes
+	// that differ cannot exchange messages.
+	TLS bool `json:"tls,omitempty"`
 }
 
 // HasKind reports whether m offers kind.

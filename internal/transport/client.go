@@ -275,6 +275,11 @@ func awaitAccept(stream grpc.ClientStream) error {
 }
 
 func (t *Transport) dialError(node string, err error) error {
+	if t.cfg.Explain != nil {
+		if why := t.cfg.Explain(node); why != "" {
+			err = fmt.Errorf("%w (%s)", err, why)
+		}
+	}
 	if st, ok := status.FromError(err); ok {
 		if st.Code() == codes.PermissionDenied || st.Code() == codes.FailedPrecondition {
 			return fmt.Errorf("%w: %w: %s: %s", actor.ErrNodeDown, ErrRefused, node, st.Message())

@@ -37,6 +37,10 @@ type Config struct {
 	// when the node is not a member (then sends to it fail with
 	// actor.ErrNodeDown).
 	Lookup func(node string) (addr string, ok bool)
+	// Explain, if set, says what the node knows of why a dial to node
+	// failed (a configuration that differs from this node's, say); it is
+	// added to the error.
+	Explain func(node string) string
 	// ServerTLS, if set, makes the listener speak TLS; set ClientCAs and
 	// ClientAuth to tls.RequireAndVerifyClientCert to refuse peers whose
 	// certificate the CA did not sign.
