@@ -282,12 +282,19 @@ func TestDecodeNeverPanics(t *testing.T) {
 	}
 }
 
+// echoPair starts nodes a and b with cfgA and cfgB (their Node set here)
+// and an echo actor on b, and returns a, b, the echo's Ref and a context
+// for the test.
+func echoPair(t *testing.T, cfgA, cfgB Config) (a, b *testNode, ref actor.Ref, ctx context.Context) {
+	t.Helper()
+	bk := newBook()
+	cfgA.Node, cfgB.Node = "a", "b"
+	a, b = startNode(t, bk, cfgA), startNode(t, bk, cfgB)
+	return a, b, spawn(t, b, echo{}), ctxTimeout(t, 30*time.Second)
+}
+
 func TestMessageTooLargeFailsAtSender(t *testing.T) {
-	b := newBook()
-	a := startNode(t, b, Config{Node: "a", MaxMessageSize: 1 << 20})
-	n := startNode(t, b, Config{Node: "b", MaxMessageSize: 1 << 20})
-	ref := spawn(t, n, echo{})
-	ctx := ctxTimeout(t, 10*time.Second)
+	a, _, ref, ctx := echoPair(t, Config{MaxMessageSize: 1 << 20}, Config{MaxMessageSize: 1 << 20})
 	big := make([]byte, 1<<20+1)
 	if _, err := a.sys.Call(ctx, ref, big); !errors.Is(err, actor.ErrMessageTooLarge) {
 		t.Fatalf("oversized call = %v", err)
@@ -305,11 +312,7 @@ func TestMessageTooLargeFailsAtSender(t *testing.T) {
 // message the peer refuses; the stream breaks, and the error says why and
 // what to do.
 func TestMismatchedMessageLimitsSayWhatToDo(t *testing.T) {
-	b := newBook()
-	a := startNode(t, b, Config{Node: "a", MaxMessageSize: 8 << 20})
-	n := startNode(t, b, Config{Node: "b", MaxMessageSize: 1 << 20})
-	ref := spawn(t, n, echo{})
-	ctx := ctxTimeout(t, 10*time.Second)
+	a, _, ref, ctx := echoPair(t, Config{MaxMessageSize: 8 << 20}, Config{MaxMessageSize: 1 << 20})
 	_, err := a.sys.Call(ctx, ref, make([]byte, 3<<20))
 	if !errors.Is(err, actor.ErrNodeDown) || !strings.Contains(err.Error(), "use the same value on every node") {
 		t.Fatalf("call larger than the peer's limit = %v", err)
@@ -612,17 +615,13 @@ func TestRedialsAsSoonAsTheConnectionIsBack(t *testing.T) {
 // one that arrives after fails with ErrNotDelivered, never a bare
 // ErrNodeDown, and so does one on a stream opened after.
 func TestDrainAnswersWhatItReadAndFailsTheRestAsNotDelivered(t *testing.T) {
-	bk := newBook()
-	a := startNode(t, bk, Config{Node: "a"})
-	b := startNode(t, bk, Config{Node: "b"})
+	a, b, target, ctx := echoPair(t, Config{}, Config{})
 	gate, handling := make(chan struct{}), make(chan struct{})
 	slow := spawn(t, b, actor.Func(func(_ *actor.Context, msg any) (any, error) {
 		close(handling)
 		<-gate
 		return msg, nil
 	}))
-	target := spawn(t, b, echo{})
-	ctx := ctxTimeout(t, 30*time.Second)
 	if _, err := a.sys.Call(ctx, target, "warm"); err != nil {
 		t.Fatal(err)
 	}
@@ -680,11 +679,7 @@ func TestDrainAnswersWhatItReadAndFailsTheRestAsNotDelivered(t *testing.T) {
 // A call that reaches a node whose actor system has stopped (the node is
 // on its way out) fails with ErrNotDelivered: nothing there took it.
 func TestCallToAStoppedSystemIsNotDelivered(t *testing.T) {
-	bk := newBook()
-	a := startNode(t, bk, Config{Node: "a"})
-	b := startNode(t, bk, Config{Node: "b"})
-	target := spawn(t, b, echo{})
-	ctx := ctxTimeout(t, 30*time.Second)
+	a, b, target, ctx := echoPair(t, Config{}, Config{})
 	if _, err := a.sys.Call(ctx, target, "warm"); err != nil {
 		t.Fatal(err)
 	}
