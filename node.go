@@ -355,8 +355,11 @@ func (n *Node) Campaign(ctx context.Context, name, value string) (*election.Lead
 // Call calls an actor on any node by Ref or name (names resolve through the
 // global registry after the local table); see actor.System.Call. An actor
 // on another node is reached over the transport: a call pending on a node
-// that goes away fails at once with ErrNodeDown. On a stopped node it
-// fails with an error matching both ErrStopped and actor.ErrSystemStopped.
+// that goes away fails at once with ErrNodeDown; one that the node, on its
+// way out of the cluster, certainly did not take fails with an error that
+// matches ErrNotDelivered too, and may be sent again where the actor runs
+// next. On a stopped node it fails with an error matching both ErrStopped
+// and actor.ErrSystemStopped.
 func (n *Node) Call(ctx context.Context, to actor.Target, msg any) (any, error) {
 	v, err := n.sys.Call(ctx, to, msg)
 	return v, n.systemStopped(err)
