@@ -445,8 +445,17 @@ func (s *session) call(ctx context.Context, e *envelope, mode pushMode) (any, er
 			return r.val, r.err
 		}
 		resultChans.Put(ch)
-		return nil, fmt.Errorf("actor: call to %s: %w", s.p.node, ctx.Err())
+		return nil, fmt.Errorf("actor: call %s: %w", s.target(e), ctx.Err())
 	}
+}
+
+// target names the target of e, sent on this session, as the actor
+// package prints it: a Ref, or name@node.
+func (s *session) target(e *envelope) string {
+	if e.name != "" {
+		return e.name + "@" + s.p.node
+	}
+	return actor.Ref{Node: s.p.node, ID: e.ref.ID, Incarnation: e.ref.Incarnation}.String()
 }
 
 // forget removes a pending call; false means its result is being handed
