@@ -117,6 +117,21 @@ func (e *Epoch) Alive() bool {
 	return e.err == nil && time.Now().Before(e.aliveUntil)
 }
 
+// Check is Alive with the reason: nil while the epoch is alive, else Err
+// once it is lost, or, in the moment before it is declared lost, an error
+// wrapping ErrDeadlinePassed.
+func (e *Epoch) Check() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.err != nil {
+		return e.err
+	}
+	if !time.Now().Before(e.aliveUntil) {
+		return fmt.Errorf("%w: lease %x alive until %s", ErrDeadlinePassed, int64(e.id), e.aliveUntil.Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
 // AliveUntil is the instant, on this process's monotonic clock, until
 // which the lease is certainly alive on etcd: the send time of the last
 // answered keepalive plus the granted TTL minus the margin. It only moves

@@ -436,8 +436,8 @@ func (d *Distributed) statusOf(id string) status {
 // runs it.
 func (d *Distributed) reconcile() {
 	ep := d.c.Session.Current()
-	if !ep.Alive() {
-		d.fence(ep.Err(), func(*localChild) bool { return true })
+	if err := ep.Check(); err != nil {
+		d.fence(err, func(*localChild) bool { return true })
 		return
 	}
 	// A child this loop started under an epoch that was lost meanwhile.
