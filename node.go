@@ -496,15 +496,30 @@ func (n *Node) Stop(ctx context.Context) error {
 	}
 	// Hand the distributed children off while the node is still a member:
 	// each supervisor first withdraws the node from its placement, and
-	// calls to the moving children reach their new instances.
+	// calls to the moving children reach their new instances. That needs
+	// etcd: if it cannot be reached, the children are only stopped, and
+	// the node's record is no longer written (as after leaving).
 	n.mu.Lock()
 	dsups := make([]*supervisor.Distributed, 0, len(n.dsups))
 	for _, d := range n.dsups {
 		dsups = append(dsups, d)
 	}
 	n.mu.Unlock()
+	if len(dsups) > 0 && !etcdDown {
+		c, cancel := etcdCtx()
+		_, err := n.client.Get(c, ring.MemberKey(n.cfg.Prefix, n.cfg.NodeID), clientv3.WithCountOnly())
+		etcdErr(c, err)
+		cancel()
+	}
+	if etcdDown {
+		n.mu.Lock()
+		n.left = true
+		n.mu.Unlock()
+	}
 	for _, d := range dsups {
-		d.Drain(ctx)
+		if !etcdDown {
+			d.Drain(ctx)
+		}
 		d.Stop(ctx)
 	}
 	// Stop the local actors while the transport still carries their

@@ -12,6 +12,7 @@ import (
 	"github.com/cohort-go/cohort/actor"
 	"github.com/cohort-go/cohort/internal/etcdtest"
 	"github.com/cohort-go/cohort/ring"
+	"github.com/cohort-go/cohort/supervisor"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -254,23 +255,48 @@ func TestStopResignsLeadership(t *testing.T) {
 
 // A node cut off from etcd stops within about one bound of its etcd
 // requests, max(5 s, TTL), even with a longer context: once the first
-// request finds etcd unreachable, Stop does not wait on the others.
+// request finds etcd unreachable, Stop does not wait on the others; a
+// distributed supervisor's children are stopped, not handed off.
 func TestStopWithEtcdUnreachableIsBounded(t *testing.T) {
-	cl := etcdtest.Start(t)
-	proxy := etcdtest.NewProxy(t, cl.Endpoints()[0])
-	n := startNode(t, cohort.Config{NodeID: "cut", Endpoints: []string{proxy.Addr()}, LeaseTTL: 2 * time.Second})
-	if _, err := n.Campaign(context.Background(), "e", "v"); err != nil {
-		t.Fatal(err)
-	}
-	proxy.Pause()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	start := time.Now()
-	err := n.Stop(ctx)
-	if d := time.Since(start); d > 15*time.Second {
-		t.Fatalf("Stop with etcd unreachable took %v (err %v); its etcd requests are bounded by 5 s", d, err)
-	}
-	if err == nil {
-		t.Fatal("Stop with etcd unreachable reported no error")
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T, n *cohort.Node)
+	}{
+		{"leadership", func(t *testing.T, n *cohort.Node) {
+			if _, err := n.Campaign(context.Background(), "e", "v"); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"distributed supervisor", func(t *testing.T, n *cohort.Node) {
+			if err := n.RegisterKind("counter", func() actor.Actor { return &dcounter{} }); err != nil {
+				t.Fatal(err)
+			}
+			d, err := n.DistributedSupervisor(context.Background(), "users", supervisor.DistributedOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := d.StartChild(context.Background(), supervisor.ChildSpec{Kind: "counter"}); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cl := etcdtest.Start(t)
+			proxy := etcdtest.NewProxy(t, cl.Endpoints()[0])
+			n := startNode(t, cohort.Config{NodeID: "cut", Endpoints: []string{proxy.Addr()}, LeaseTTL: 2 * time.Second})
+			tc.setup(t, n)
+			proxy.Pause()
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			start := time.Now()
+			err := n.Stop(ctx)
+			if d := time.Since(start); d > 10*time.Second {
+				t.Fatalf("Stop with etcd unreachable took %v (err %v); its etcd requests are bounded by 5 s", d, err)
+			}
+			if err == nil {
+				t.Fatal("Stop with etcd unreachable reported no error")
+			}
+		})
 	}
 }
