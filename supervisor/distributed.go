@@ -52,6 +52,24 @@ type InitArgs struct {
 	// Handoff is the state the previous instance handed off on a planned
 	// move, or nil.
 	Handoff []byte
+	// Token is the instance's fencing token: the create revision of the
+	// child's owner key. It grows with every claim of the id, by any node,
+	// and stays the same across restarts on the node that holds the claim.
+	// An instance whose node was cut off or paused past its lease may
+	// still run for a moment after another has started elsewhere; guard
+	// its writes with Guard (for etcd), or send Token with each write to a
+	// store that refuses tokens lower than the highest it has seen.
+	Token int64
+
+	ownerKey string
+}
+
+// Guard is a comparison for an etcd transaction that holds only while
+// this instance's claim is current: the child's owner key is the one
+// created at Token. A transaction guarded by it commits only if no other
+// node has claimed the child since (etcd judges at commit time).
+func (a InitArgs) Guard() clientv3.Cmp {
+	return clientv3.Compare(clientv3.CreateRevision(a.ownerKey), "=", a.Token)
 }
 
 // Handoffer is implemented by children that carry state across a planned

@@ -79,6 +79,7 @@ type localChild struct {
 	spec     ChildSpec
 	ref      actor.Ref
 	epoch    *lease.Epoch // the epoch it was claimed under
+	token    int64        // its owner key's create revision
 	restarts []time.Time
 	stopping bool
 }
@@ -688,7 +689,7 @@ func (d *Distributed) claimLean(ep *lease.Epoch, ids []string, rev int64) bool {
 	if !resp.Succeeded {
 		return false
 	}
-	d.started(ep, ids, ins, func(int) []byte { return nil })
+	d.started(ep, ids, ins, resp.Header.Revision, func(int) []byte { return nil })
 	return true
 }
 
@@ -803,7 +804,7 @@ func (d *Distributed) claimBatch(ep *lease.Epoch, part []string) {
 		}
 		return
 	}
-	d.started(ep, part, ins, func(i int) []byte {
+	d.started(ep, part, ins, resp.Header.Revision, func(i int) []byte {
 		if kvs := resp.Responses[2*i+1].GetResponseDeleteRange().GetPrevKvs(); len(kvs) > 0 {
 			return kvs[0].Value
 		}
@@ -811,9 +812,10 @@ func (d *Distributed) claimBatch(ep *lease.Epoch, part []string) {
 	})
 }
 
-// started starts the children whose owner keys a claim created, ids[i]
-// as ins[i] with handoff(i), and releases those whose spec is gone.
-func (d *Distributed) started(ep *lease.Epoch, ids []string, ins []instance, handoff func(i int) []byte) {
+// started starts the children whose owner keys a claim created at
+// revision token, ids[i] as ins[i] with handoff(i), and releases those
+// whose spec is gone.
+func (d *Distributed) started(ep *lease.Epoch, ids []string, ins []instance, token int64, handoff func(i int) []byte) {
 	var orphans []release
 	for i, id := range ids {
 		// A spec deleted after the claim read it is found by the next
@@ -823,13 +825,13 @@ func (d *Distributed) started(ep *lease.Epoch, ids []string, ins []instance, han
 			orphans = append(orphans, release{id: id})
 			continue
 		}
-		d.start(ep, ins[i].spec, ins[i], handoff(i), nil)
+		d.start(ep, ins[i].spec, ins[i], token, handoff(i), nil)
 	}
 	d.releaseAll(ep, orphans)
 }
 
 // start starts a child's instance, whose Ref its owner key publishes.
-func (d *Distributed) start(ep *lease.Epoch, spec ChildSpec, in instance, handoff []byte, restarts []time.Time) {
+func (d *Distributed) start(ep *lease.Epoch, spec ChildSpec, in instance, token int64, handoff []byte, restarts []time.Time) {
 	ref := in.ref
 	// A child starts only while its epoch is alive, and is in d.local
 	// before it is spawned, so a fence finds it; one that was fenced while
@@ -837,7 +839,7 @@ func (d *Distributed) start(ep *lease.Epoch, spec ChildSpec, in instance, handof
 	// from being revoked (letting another node start the child) until
 	// then.
 	defer ep.Hold()()
-	lc := &localChild{spec: spec, ref: ref, epoch: ep, restarts: restarts}
+	lc := &localChild{spec: spec, ref: ref, epoch: ep, token: token, restarts: restarts}
 	d.mu.Lock()
 	if !ep.Alive() {
 		d.mu.Unlock()
@@ -851,7 +853,7 @@ func (d *Distributed) start(ep *lease.Epoch, spec ChildSpec, in instance, handof
 	d.mu.Unlock()
 	err := in.err
 	if err == nil {
-		err = in.pr.Start(InitArgs{ID: spec.ID, Args: spec.Args, Handoff: handoff})
+		err = in.pr.Start(InitArgs{ID: spec.ID, Args: spec.Args, Handoff: handoff, Token: token, ownerKey: d.k.owner(spec.ID)})
 	}
 	d.mu.Lock()
 	fenced := lc.stopping
@@ -929,7 +931,7 @@ func (d *Distributed) childExited(ep *lease.Epoch, e childExit) {
 		d.markDirty(id)
 		return
 	}
-	d.start(ep, spec, in, nil, recent)
+	d.start(ep, spec, in, lc.token, nil, recent) // the owner key stays: so does the token
 }
 
 // awaitRing looks at ids again once the ring reflects revision rev.
