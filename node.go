@@ -2,7 +2,7 @@
 // membership, the ring, the global registry and elections into one Node.
 //
 //	node, err := cohort.Start(ctx, cohort.Config{}) // embedded etcd, defaults
-//	defer node.Stop(ctx)
+//	defer node.Stop(context.Background())           // a live context, not a signal's
 package cohort
 
 import (
