@@ -36,11 +36,19 @@ func (n *node) ref() actor.Ref {
 }
 
 // startNode starts a lease session and a registry on client.
+// startNode starts a registry on a session whose lease outlives the CPU
+// starvation of a loaded test machine; tests of lease loss use
+// startNodeTTL with testTTL.
 func startNode(t testing.TB, name string, client *clientv3.Client, cfg registry.Config) *node {
+	t.Helper()
+	return startNodeTTL(t, name, client, cfg, 10*time.Second)
+}
+
+func startNodeTTL(t testing.TB, name string, client *clientv3.Client, cfg registry.Config, ttl time.Duration) *node {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := lease.Start(ctx, client, lease.Config{TTL: testTTL})
+	s, err := lease.Start(ctx, client, lease.Config{TTL: ttl})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -445,7 +453,7 @@ func TestRevokedLeaseRemovesNames(t *testing.T) {
 func TestLostEpochDropsNamesLocally(t *testing.T) {
 	cl := etcdtest.Start(t)
 	proxy := etcdtest.NewProxy(t, cl.Endpoints()[0])
-	a := startNode(t, "a", etcdtest.Dial(t, etcdtest.ClientConfig(proxy.Addr())), registry.Config{})
+	a := startNodeTTL(t, "a", etcdtest.Dial(t, etcdtest.ClientConfig(proxy.Addr())), registry.Config{}, testTTL)
 	b := startNode(t, "b", cl.Client(t), registry.Config{})
 	ctx := t.Context()
 	ref := a.ref()
