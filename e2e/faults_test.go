@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cohort-go/cohort"
+	"github.com/cohort-go/cohort/actor"
 	"github.com/cohort-go/cohort/internal/embedetcd"
 	"github.com/cohort-go/cohort/internal/etcdtest"
 	"github.com/cohort-go/cohort/internal/proctest"
@@ -390,7 +391,7 @@ func (s *suite) restartTypes(kind string) {
 	exiting, crashing := trs[i], trs[(i+1+s.rng.IntN(len(trs)-1))%len(trs)]
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	before, err := s.sup.Whereis(crashing)
+	before, err := s.refOf(ctx, crashing)
 	if err != nil {
 		s.violate(kind, violation{invCallFailed, fmt.Sprintf("transient child %s: %v", crashing, err)})
 		return
@@ -414,9 +415,28 @@ func (s *suite) restartTypes(kind string) {
 		s.violate(kind, violation{invCallFailed, fmt.Sprintf("start transient and temporary children: %v", err)})
 	}
 	s.waitSettled(kind, fmt.Sprintf("after transient child %s exited normally and %s crashed", exiting, crashing), s.liveIDs(nil))
-	if after, err := s.sup.Whereis(crashing); err != nil || after == before {
+	if after, err := s.refOf(ctx, crashing); err != nil || after == before {
 		s.violate(kind, violation{invTransientCrash, fmt.Sprintf("%s crashed as %s; now %s, %v", crashing, refString(before), refString(after), err)})
 	}
+}
+
+// refOf returns where child id runs, read from etcd as waitSettled reads
+// it (Whereis answers from the observer's watch-fed view, which may not
+// have caught up yet).
+func (s *suite) refOf(ctx context.Context, id string) (actor.Ref, error) {
+	cs, err := s.sup.WhichChildren(ctx)
+	if err != nil {
+		return actor.Ref{}, err
+	}
+	for _, c := range cs {
+		if c.ID == id {
+			if c.Ref.IsZero() {
+				return actor.Ref{}, fmt.Errorf("%w: %q", supervisor.ErrNotRunning, id)
+			}
+			return c.Ref, nil
+		}
+	}
+	return actor.Ref{}, fmt.Errorf("%w: %q", supervisor.ErrChildNotFound, id)
 }
 
 // waitSettled waits until every child runs exactly once on the live nodes
