@@ -20,6 +20,13 @@ type tokens struct {
 	on   []string
 }
 
+// started waits until n instances have run Init (StartChild returns when
+// the child is claimed, before its Init has run).
+func (r *tokens) started(t *testing.T, n int) {
+	t.Helper()
+	etcdtest.WaitFor(t, 10*time.Second, time.Millisecond, "the child's Init", func() bool { _, _, k := r.last(); return k >= n })
+}
+
 func (r *tokens) last() (supervisor.InitArgs, string, int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -58,6 +65,7 @@ func TestDistributedFencingToken(t *testing.T) {
 	if _, _, err := nodes[0].sup.StartChild(ctx, supervisor.ChildSpec{ID: "x", Kind: "tok"}); err != nil {
 		t.Fatal(err)
 	}
+	r.started(t, 1)
 	first, holder, _ := r.last()
 	if first.Token <= 0 {
 		t.Fatalf("token %d", first.Token)
@@ -101,5 +109,69 @@ func TestDistributedFencingToken(t *testing.T) {
 	}
 	if !guarded(moved) {
 		t.Fatal("a write guarded by the new instance's token was refused")
+	}
+}
+
+// blockingChild's handler for "block" waits on Stopping; it hands off
+// "state" and records its InitArgs.
+type blockingChild struct {
+	r       *tokens
+	blocked func() // tells the test the handler waits
+}
+
+func (c *blockingChild) Init(ctx *actor.Context, args any) error {
+	return (&tokenChild{c.r}).Init(ctx, args)
+}
+
+func (c *blockingChild) HandleCall(ctx *actor.Context, msg any) (any, error) {
+	if msg == "block" {
+		stopping := ctx.Stopping()
+		c.blocked()
+		<-stopping.Done()
+		return "unblocked", nil
+	}
+	return "ok", nil
+}
+
+func (c *blockingChild) Handoff(*actor.Context) ([]byte, error) { return []byte("state"), nil }
+
+// A child whose handler waits on Stopping is handed off when its node
+// drains: the handler returns at once, and the handoff runs and reaches
+// the next instance, rather than the child being abandoned at its
+// shutdown timeout without its state.
+func TestDistributedDrainEndsStoppingHandlers(t *testing.T) {
+	r := &tokens{}
+	blocked := make(chan struct{})
+	var once sync.Once
+	nodes := startDNodesWithKind(t, "blk", func() actor.Actor {
+		return &blockingChild{r: r, blocked: func() { once.Do(func() { close(blocked) }) }}
+	}, "a", "b")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, _, err := nodes[0].sup.StartChild(ctx, supervisor.ChildSpec{ID: "x", Kind: "blk", Shutdown: 30 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	r.started(t, 1)
+	_, holder, _ := r.last()
+	reply := make(chan any, 1)
+	go func() {
+		v, err := nodes[0].sup.Call(ctx, "x", "block")
+		if err != nil {
+			v = err
+		}
+		reply <- v
+	}()
+	<-blocked
+	for _, n := range nodes {
+		if n.ID() == holder {
+			n.sup.Drain(ctx)
+		}
+	}
+	if v := <-reply; v != "unblocked" {
+		t.Fatalf("blocked call = %v", v)
+	}
+	etcdtest.WaitFor(t, 10*time.Second, 5*time.Millisecond, "the move", func() bool { _, on, _ := r.last(); return on != holder })
+	if moved, _, _ := r.last(); string(moved.Handoff) != "state" {
+		t.Fatalf("the next instance got handoff %q, want the state the first handed off", moved.Handoff)
 	}
 }

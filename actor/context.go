@@ -25,6 +25,7 @@ type Context struct {
 type lifeContexts struct {
 	life, stopping             context.Context
 	cancelLife, cancelStopping context.CancelFunc
+	interrupted                bool // System.Interrupt: stopping is made canceled
 }
 
 // Self returns the actor's own Ref.
@@ -55,8 +56,8 @@ func (c *Context) Context() context.Context {
 }
 
 // Stopping returns a context.Context canceled as soon as the actor is
-// asked to stop (Stop, a supervisor stopping it, System.Shutdown,
-// Context.Stop) and when it exits. A handler that blocks (on I/O, a
+// asked to stop (Stop, a supervisor stopping or moving it, System.Shutdown,
+// System.Interrupt, Context.Stop) and when it exits. A handler that blocks (on I/O, a
 // channel, a lock) should watch it: it then returns when a stop is
 // requested, and the actor terminates with the stop's reason within its
 // shutdown timeout rather than being abandoned at the timeout.
@@ -67,7 +68,7 @@ func (c *Context) Stopping() context.Context {
 	x := c.ctxs
 	if x.stopping == nil {
 		x.stopping, x.cancelStopping = context.WithCancel(life)
-		if c.p.flags.Load()&flagStop != 0 {
+		if x.interrupted || c.p.flags.Load()&flagStop != 0 {
 			x.cancelStopping()
 		}
 	}
@@ -99,13 +100,18 @@ func (c *Context) DeferReply() ReplyTo {
 	return c.reply
 }
 
-// Stop makes the actor exit with reason once the current callback returns.
-// A nil reason means Normal.
+// Stop makes the actor exit with reason once the current callback returns
+// (in Init: Init fails with reason). A nil reason means Normal. The first
+// stop asked for wins, whether by the actor or from outside; Stopping is
+// canceled at once.
 func (c *Context) Stop(reason error) {
 	if reason == nil {
 		reason = Normal
 	}
-	c.stop = reason
+	if c.stop == nil {
+		c.stop = reason
+		c.p.requestStop(reason)
+	}
 }
 
 // Monitor starts monitoring target: when it exits, the actor receives a Down

@@ -336,6 +336,22 @@ func (p *process) requestStop(reason error) {
 	}
 }
 
+// interrupt cancels the actor's Stopping context, now and if it is made
+// later, without stopping it.
+func (p *process) interrupt() {
+	p.mu.Lock()
+	if p.ctx.ctxs == nil {
+		p.ctx.ctxs = &lifeContexts{}
+	}
+	x := p.ctx.ctxs
+	x.interrupted = true
+	cancel := x.cancelStopping
+	p.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
 // terminate runs the Terminate callback in the actor's goroutine, then
 // exits. A panic in Terminate does not change the reason.
 func (p *process) terminate(reason error) {

@@ -66,3 +66,73 @@ func TestStopEndsStopping(t *testing.T) {
 		t.Fatalf("the call whose handler returned = %v, want its reply", err)
 	}
 }
+
+// An actor that stops itself has its Stopping canceled at once, and its
+// reason stands against a stop asked for from outside afterwards: the
+// first request wins.
+func TestSelfStopEndsStoppingAndWins(t *testing.T) {
+	sys := NewSystem(Config{Node: "n"})
+	defer func() { _ = sys.Shutdown(context.Background()) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	self := errors.New("self")
+	asked, gate := make(chan struct{}), make(chan struct{})
+	ref, err := sys.Spawn(ctx, Func(func(c *Context, _ any) (any, error) {
+		c.Stop(self)
+		<-c.Stopping().Done()
+		close(asked)
+		<-gate
+		return "done", nil
+	}), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, downs := sys.Monitor(ref)
+	reply := make(chan error, 1)
+	go func() { _, err := sys.Call(ctx, ref, "stop yourself"); reply <- err }()
+	<-asked
+	p, err := sys.local(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.requestStop(Shutdown) // what System.Stop asks first, while the handler runs
+	close(gate)
+	if err := <-reply; err != nil {
+		t.Fatalf("call = %v", err)
+	}
+	if d := <-downs; !errors.Is(d.Reason, self) {
+		t.Fatalf("exit reason %v, want the actor's own, asked for first", d.Reason)
+	}
+}
+
+// Interrupt ends a handler blocked on Stopping and leaves the actor running.
+func TestInterruptEndsStoppingWithoutStopping(t *testing.T) {
+	sys := NewSystem(Config{Node: "n"})
+	defer func() { _ = sys.Shutdown(context.Background()) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	blocked := make(chan struct{})
+	ref, err := sys.Spawn(ctx, Func(func(c *Context, msg any) (any, error) {
+		if msg == "block" {
+			close(blocked)
+			<-c.Stopping().Done()
+			return "interrupted", nil
+		}
+		return msg, nil
+	}), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply := make(chan any, 1)
+	go func() { v, _ := sys.Call(ctx, ref, "block"); reply <- v }()
+	<-blocked
+	if err := sys.Interrupt(ref); err != nil {
+		t.Fatal(err)
+	}
+	if v := <-reply; v != "interrupted" {
+		t.Fatalf("blocked call = %v", v)
+	}
+	if v, err := sys.Call(ctx, ref, "next"); err != nil || v != "next" {
+		t.Fatalf("call after the interrupt = %v, %v: the actor should run on", v, err)
+	}
+}

@@ -555,6 +555,20 @@ func (p *process) stop(ctx context.Context, reason error, timeout time.Duration)
 	return err
 }
 
+// Interrupt cancels the target's Context.Stopping, as a stop request does,
+// without stopping it: a handler blocked on Stopping returns, and the actor
+// goes on with its mailbox. Call it before a stop that must first run
+// something in the actor (an Exec), as the distributed supervisor does
+// before it takes a child's handoff state.
+func (s *System) Interrupt(to Target) error {
+	p, err := s.resolveLocal(context.Background(), to)
+	if err != nil {
+		return err
+	}
+	p.interrupt()
+	return nil
+}
+
 // Kill abandons the target at once, like OTP's brutal_kill: it handles no
 // further message, Terminate does not run, it is reported dead to monitors
 // and callers with a reason wrapping ErrKilled, and its names are freed. A
