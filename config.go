@@ -4,8 +4,11 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -114,8 +117,8 @@ func (c Config) withDefaults() (Config, error) {
 			ErrInvalidConfig, c.LeaseTTL, lease.MinTTL, lease.MinTTL)
 	}
 	for _, e := range c.Endpoints {
-		if e == "" {
-			return c, fmt.Errorf("%w: empty etcd endpoint in %q", ErrInvalidConfig, c.Endpoints)
+		if err := checkEndpoint(e); err != nil {
+			return c, fmt.Errorf("%w: etcd endpoint %q: %v (want host:port, http://host:port or https://host:port)", ErrInvalidConfig, e, err)
 		}
 	}
 	if c.TLS == nil && (c.CAFile != "" || c.CertFile != "" || c.KeyFile != "") {
@@ -138,4 +141,34 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// checkEndpoint checks that e names an etcd client endpoint: host:port,
+// optionally after http://, https://, unix:// or unixs://.
+func checkEndpoint(e string) error {
+	if e == "" {
+		return errors.New("empty")
+	}
+	hostport := e
+	if i := strings.Index(e, "://"); i >= 0 {
+		switch scheme := e[:i]; scheme {
+		case "http", "https":
+		case "unix", "unixs":
+			return nil
+		default:
+			return fmt.Errorf("unknown scheme %q", scheme)
+		}
+		hostport = strings.TrimSuffix(e[i+3:], "/")
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return err
+	}
+	if host == "" || strings.ContainsAny(host, " /") {
+		return fmt.Errorf("bad host %q", host)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+		return fmt.Errorf("bad port %q", port)
+	}
+	return nil
 }

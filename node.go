@@ -102,7 +102,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.client, err = clientv3.New(clientv3.Config{
 		Endpoints:   endpoints,
-		DialTimeout: cfg.DialTimeout,
+		DialTimeout: cfg.DialTimeout - n.probeBudget(),
 		TLS:         cfg.TLS,
 		Username:    cfg.Username,
 		Password:    cfg.Password,
@@ -180,21 +180,25 @@ func (n *Node) startEmbedded(ctx context.Context) ([]string, error) {
 // ping makes sure etcd answers, so a wrong endpoint fails Start with a clear
 // error rather than a later hang.
 func (n *Node) ping(ctx context.Context, endpoints []string) error {
-	pctx, cancel := context.WithTimeout(ctx, n.cfg.DialTimeout)
+	pctx, cancel := context.WithTimeout(ctx, n.cfg.DialTimeout-n.probeBudget())
 	defer cancel()
 	if _, err := n.client.Get(pctx, n.cfg.Prefix+"/members/", clientv3.WithCountOnly()); err != nil {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return fmt.Errorf("waiting for etcd at %v: %w", endpoints, ctx.Err())
 		}
 		return fmt.Errorf("%w: %v within %v: %w (%s)", ErrEtcdUnreachable, endpoints, n.cfg.DialTimeout, err, n.etcdHint(endpoints))
 	}
 	return nil
 }
 
+// probeBudget is the part of DialTimeout kept for probing an endpoint that
+// did not answer: a quarter, at most 2 s.
+func (n *Node) probeBudget() time.Duration { return min(n.cfg.DialTimeout/4, 2*time.Second) }
+
 // etcdHint is what probing the first endpoint found, or the general advice.
 func (n *Node) etcdHint(endpoints []string) string {
 	if len(endpoints) > 0 {
-		if h := probeEtcd(endpoints[0], n.cfg.TLS, 2*time.Second); h != "" {
+		if h := probeEtcd(endpoints[0], n.cfg.TLS, n.probeBudget()); h != "" {
 			return h
 		}
 	}

@@ -3,6 +3,7 @@ package cohort_test
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"slices"
 	"testing"
@@ -172,6 +173,34 @@ func TestUnreachableEtcdFailsClearly(t *testing.T) {
 	}
 	if el := time.Since(start); el > 10*time.Second {
 		t.Fatalf("took %v to fail", el)
+	}
+}
+
+// DialTimeout bounds Start against a port that accepts connections and
+// never answers, the probe of the endpoint included.
+func TestDialTimeoutBoundsStartAgainstASilentPort(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, silent, until the test ends
+		}
+	}()
+	const dial = 2 * time.Second
+	start := time.Now()
+	_, err = cohort.Start(context.Background(), cohort.Config{Endpoints: []string{lis.Addr().String()}, DialTimeout: dial})
+	if !errors.Is(err, cohort.ErrEtcdUnreachable) {
+		t.Fatalf("start against a silent port: %v", err)
+	}
+	if el := time.Since(start); el > dial+1500*time.Millisecond {
+		t.Fatalf("Start took %v with DialTimeout %v", el, dial)
 	}
 }
 

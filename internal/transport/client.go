@@ -371,7 +371,7 @@ type drainedError struct {
 func (e *drainedError) Error() string { return leavingError(e.node).Error() }
 
 func leavingError(node string) error {
-	return fmt.Errorf("%w: %s is leaving the cluster", actor.ErrNodeDown, node)
+	return fmt.Errorf("%w: %s is leaving (or has left) the cluster", actor.ErrNodeDown, node)
 }
 
 func (e *drainedError) Unwrap() error { return actor.ErrNodeDown }
