@@ -32,10 +32,11 @@ type Config struct {
 	// "/cohort/<Cluster>".
 	Prefix string
 
-	// Endpoints are the etcd client URLs. Empty means: start an embedded
-	// single-member etcd in this process (see DataDir), so one machine
-	// needs nothing installed. Other nodes join it with Endpoints set to
-	// Node.Endpoints().
+	// Endpoints are the etcd client URLs: host:port, http://host:port or
+	// https://host:port (https, or TLS set, for TLS). Empty means: start an
+	// embedded single-member etcd in this process (see DataDir), so one
+	// machine needs nothing installed. Other nodes join it with Endpoints
+	// set to Node.Endpoints().
 	Endpoints []string
 	// DataDir is the embedded etcd's data directory. Default: a new
 	// temporary directory, removed by Stop. Set it to keep the cluster's
