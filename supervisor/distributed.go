@@ -81,10 +81,11 @@ type Handoffer interface {
 	Handoff(ctx *actor.Context) ([]byte, error)
 }
 
-// ErrMoved is the exit reason of a child stopped to move to another node.
-// Calls that were queued to it and not handled are retried on the new
-// instance by Distributed.Call.
-var ErrMoved = errors.New("supervisor: child moved to another node")
+// ErrMoved is the exit reason of a child stopped to move: its state is
+// handed off to the next node that runs the supervisor (which may come
+// later, when this was the last one). Calls that were queued to it and not
+// handled are retried on the new instance by Distributed.Call.
+var ErrMoved = errors.New("supervisor: child stopped to move (handed off to the next node running its supervisor)")
 
 // Distributed errors.
 var (
