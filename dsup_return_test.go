@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cohort-go/cohort/internal/etcdtest"
 	"github.com/cohort-go/cohort/supervisor"
 )
 
@@ -13,11 +12,8 @@ import (
 // docs/architecture.md says: Stop the supervisor there and call
 // DistributedSupervisor again; the ring then places children on it again.
 func TestDistributedReturnAfterDrain(t *testing.T) {
-	cl := etcdtest.Start(t)
 	opts := supervisor.DistributedOptions{StableWindow: 50 * time.Millisecond}
-	a := startDNode(t, cl, "a", nil, opts)
-	b := startDNode(t, cl, "b", nil, opts)
-	waitMembers(t, a.Node, "a", "b")
+	a, b := startPair(t, opts)
 	ids := startCounters(t, a.sup, 20)
 	waitAllRunning(t, a.sup, ids, 10*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

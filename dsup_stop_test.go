@@ -241,7 +241,7 @@ func TestDistributedStopRemovesTemporaryChildren(t *testing.T) {
 // succeed, each exactly once: the node hands its children off while it
 // is still a member, and tells its peers which calls it did not read.
 func TestDistributedCallsDuringNodeStop(t *testing.T) {
-	a, b := startPair(t)
+	a, b := startPair(t, supervisor.DistributedOptions{})
 	ids := startCounters(t, a.sup, 20)
 	waitAllRunning(t, a.sup, ids, 10*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -439,7 +439,7 @@ func TestDistributedTemporaryNotRunByALaterIncarnation(t *testing.T) {
 // A supervisor stopped with a context that has already ended still
 // withdraws its node from placement: children go to the other nodes.
 func TestDistributedStopWithEndedContextWithdraws(t *testing.T) {
-	a, b := startPair(t)
+	a, b := startPair(t, supervisor.DistributedOptions{})
 	ended, cancel := context.WithCancel(context.Background())
 	cancel()
 	b.sup.Stop(ended)
@@ -454,7 +454,7 @@ func TestDistributedStopWithEndedContextWithdraws(t *testing.T) {
 // however short the stops' contexts, the node is published as running it
 // exactly while a live instance exists: no offer is lost or left behind.
 func TestDistributedSupervisorChurnKeepsPublicationExact(t *testing.T) {
-	a, b := startPair(t)
+	a, b := startPair(t, supervisor.DistributedOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -498,11 +498,11 @@ func waitPublished(t *testing.T, observer *cohort.Node, id string, want bool) {
 
 // startPair starts nodes a and b running the supervisor "users" with
 // default options, on a new etcd, once they see each other.
-func startPair(t *testing.T) (dnode, dnode) {
+func startPair(t *testing.T, opts supervisor.DistributedOptions) (dnode, dnode) {
 	t.Helper()
 	cl := etcdtest.Start(t)
-	a := startDNode(t, cl, "a", nil, supervisor.DistributedOptions{})
-	b := startDNode(t, cl, "b", nil, supervisor.DistributedOptions{})
+	a := startDNode(t, cl, "a", nil, opts)
+	b := startDNode(t, cl, "b", nil, opts)
 	waitMembers(t, a.Node, "a", "b")
 	return a, b
 }
