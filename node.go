@@ -560,9 +560,9 @@ func (n *Node) Stop(ctx context.Context) error {
 	return n.stopErr
 }
 
-// stopTimeout bounds Stop's etcd requests when its ctx has no deadline,
-// so a node cut off from etcd still stops: after it the lease expires on
-// its own within one TTL.
+// stopTimeout bounds each of Stop's etcd requests (and the whole of Stop
+// when its ctx has no deadline), so a node cut off from etcd still stops:
+// after it the lease expires on its own within one TTL.
 func (n *Node) stopTimeout() time.Duration {
 	return max(5*time.Second, n.session.Config().TTL)
 }

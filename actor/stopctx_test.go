@@ -126,7 +126,7 @@ func TestInterruptEndsStoppingWithoutStopping(t *testing.T) {
 	reply := make(chan any, 1)
 	go func() { v, _ := sys.Call(ctx, ref, "block"); reply <- v }()
 	<-blocked
-	if err := sys.Interrupt(ref); err != nil {
+	if err := sys.Interrupt(ctx, ref); err != nil {
 		t.Fatal(err)
 	}
 	if v := <-reply; v != "interrupted" {

@@ -559,9 +559,11 @@ func (p *process) stop(ctx context.Context, reason error, timeout time.Duration)
 // without stopping it: a handler blocked on Stopping returns, and the actor
 // goes on with its mailbox. Call it before a stop that must first run
 // something in the actor (an Exec), as the distributed supervisor does
-// before it takes a child's handoff state.
-func (s *System) Interrupt(to Target) error {
-	p, err := s.resolveLocal(context.Background(), to)
+// before it takes a child's handoff state. ctx bounds the resolution of a
+// name. It fails as Stop does when the target does not resolve to a live
+// local actor (ErrNotFound, ErrRemoteNode, ErrInvalidRef).
+func (s *System) Interrupt(ctx context.Context, to Target) error {
+	p, err := s.resolveLocal(ctx, to)
 	if err != nil {
 		return err
 	}

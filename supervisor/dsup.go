@@ -1203,7 +1203,7 @@ func (d *Distributed) move(parent context.Context, ep *lease.Epoch, id string, l
 	ctx, cancel := context.WithTimeout(parent, Child{Shutdown: lc.spec.Shutdown}.shutdown())
 	defer cancel()
 	// A handler blocked on Stopping returns, so the handoff runs next.
-	_ = d.c.System.Interrupt(lc.ref)
+	_ = d.c.System.Interrupt(ctx, lc.ref)
 	v, err := d.c.System.Exec(ctx, lc.ref, func(a actor.Actor, c *actor.Context) (any, error) {
 		defer c.Stop(ErrMoved)
 		if h, ok := a.(Handoffer); ok {
