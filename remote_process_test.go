@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +27,8 @@ const (
 	// envPeerProfile names a file for the peer's CPU profile, for
 	// looking into the benchmarks.
 	envPeerProfile = "COHORT_TEST_PEER_CPUPROFILE"
+	// envPeerTrace names a file for the peer's execution trace.
+	envPeerTrace = "COHORT_TEST_PEER_TRACE"
 )
 
 func TestMain(m *testing.M) {
@@ -113,6 +116,13 @@ func runPeer(id string, endpoints []string) int {
 		if err == nil && pprof.StartCPUProfile(f) == nil {
 			defer f.Close()
 			defer pprof.StopCPUProfile()
+		}
+	}
+	if path := os.Getenv(envPeerTrace); path != "" {
+		f, err := os.Create(path)
+		if err == nil && trace.Start(f) == nil {
+			defer f.Close()
+			defer trace.Stop()
 		}
 	}
 	fmt.Println("ready")

@@ -902,3 +902,48 @@ func TestReserveRef(t *testing.T) {
 		t.Fatalf("unreserved ref: %v", err)
 	}
 }
+
+// A call that wakes an idle actor leaves the actor to the caller, which
+// runs it on its own goroutine until its mailbox is empty; a call that
+// finds the actor claimed leaves nothing.
+func TestCallAsyncLendRunsTheActorOnTheCaller(t *testing.T) {
+	sys := newSystem(t)
+	ctx := context.Background()
+	ref := spawn(t, sys, &probe{}, actor.Options{})
+	got := make(chan any, 3)
+	reply := func(v any, err error) {
+		if err != nil {
+			got <- err
+			return
+		}
+		got <- v
+	}
+	lent, err := sys.CallAsyncLend(ctx, ref, echo{"lent"}, reply)
+	if err != nil || !lent.Woken() {
+		t.Fatalf("call to an idle actor: woken %v, %v", lent.Woken(), err)
+	}
+	second, err := sys.CallAsyncLend(ctx, ref, echo{"second"}, reply)
+	if err != nil || second.Woken() {
+		t.Fatalf("call to a claimed actor: woken %v, %v", second.Woken(), err)
+	}
+	if len(got) != 0 {
+		t.Fatalf("the actor answered %v before it was run", <-got)
+	}
+	lent.Run()
+	if len(got) != 2 {
+		t.Fatalf("Run returned with %d of 2 calls answered", len(got))
+	}
+	for _, want := range []any{"lent", "second"} {
+		if v := <-got; v != want {
+			t.Fatalf("reply %v, want %v", v, want)
+		}
+	}
+	again, err := sys.CallAsyncLend(ctx, ref, echo{"again"}, reply)
+	if err != nil || !again.Woken() {
+		t.Fatalf("call once the actor is idle again: woken %v, %v", again.Woken(), err)
+	}
+	again.Run()
+	if v := <-got; v != "again" {
+		t.Fatalf("reply %v", v)
+	}
+}

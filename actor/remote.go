@@ -59,9 +59,34 @@ func (s *System) MonitorFunc(target Ref, fn func(Down)) MonitorRef {
 // calls arriving from other nodes without a goroutine per call. A reply the
 // actor defers and never sends leaves reply uncalled.
 func (s *System) CallAsync(ctx context.Context, to Target, msg any, reply func(val any, err error)) error {
+	r, err := s.CallAsyncLend(ctx, to, msg, reply)
+	if r.p != nil {
+		go r.p.run()
+	}
+	return err
+}
+
+// Runner is an idle actor that a delivery woke and left for its caller to
+// run: see CallAsyncLend.
+type Runner struct{ p *process }
+
+// Woken reports whether the delivery left an actor to run.
+func (r Runner) Woken() bool { return r.p != nil }
+
+// Run handles the actor's mailbox on the calling goroutine until it is
+// empty or the actor exits. It must be called exactly once for a woken
+// Runner, and it may take as long as the actor's handlers do.
+func (r Runner) Run() { r.p.run() }
+
+// CallAsyncLend is CallAsync for a caller that lends its goroutine: when
+// the call wakes an idle actor, the actor is not started on a goroutine of
+// its own but returned, and the caller must Run it (on its goroutine, or
+// on any other). A transport that runs the callee on the goroutine that
+// read the call saves a hand-off between goroutines per call.
+func (s *System) CallAsyncLend(ctx context.Context, to Target, msg any, reply func(val any, err error)) (Runner, error) {
 	p, err := s.resolveLocal(ctx, to)
 	if err != nil {
-		return err
+		return Runner{}, err
 	}
 	var mon MonitorRef
 	r := NewReplyTo(func(val any, err error) bool {
@@ -76,11 +101,15 @@ func (s *System) CallAsync(ctx context.Context, to Target, msg any, reply func(v
 	mon = s.monitor(p.ref, watcher{fn: func(d Down) {
 		r.Reply(nil, &ExitError{Ref: d.Ref, Reason: d.Reason})
 	}})
-	if err := p.push(ctx, env, false); err != nil {
+	woken, err := p.enqueue(ctx, env, false)
+	if err != nil {
 		s.Demonitor(mon)
-		return err
+		return Runner{}, err
 	}
-	return nil
+	if woken {
+		return Runner{p}, nil
+	}
+	return Runner{}, nil
 }
 
 // resolveLocal resolves a target that must be on this node.

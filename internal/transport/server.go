@@ -53,7 +53,21 @@ type inbound struct {
 	quiet     chan struct{} // closed once draining with no call unanswered
 	quietOnce sync.Once
 	ended     chan struct{} // closed when the stream's handler returns
+
+	// Reading (see read and runLent). One goroutine at a time reads the
+	// stream; it may lend itself to an actor a call woke, and if that
+	// actor runs long, another goroutine takes over the reading.
+	ss      grpc.ServerStream
+	lent    actor.Runner // an actor the frame being delivered woke; owned by the reader
+	inline  atomic.Bool  // the reader is running a lent actor and has not been relieved
+	relief  *time.Timer  // relieves the reader once a lent actor runs past reliefAfter
+	readEnd chan error   // capacity 1: why the reading ended
 }
+
+// reliefAfter is how long the goroutine reading a stream runs an actor
+// that a call woke before another goroutine takes over the reading, so
+// that a slow or blocked handler holds up nothing else the peer sent.
+const reliefAfter = 200 * time.Microsecond
 
 func first(md metadata.MD, key string) string {
 	if v := md.Get(key); len(v) == 1 {
@@ -77,7 +91,8 @@ func (t *Transport) serveStream(_ any, ss grpc.ServerStream) error {
 	ctx, cancel := context.WithCancel(ss.Context())
 	defer cancel()
 	in := &inbound{t: t, from: from, ctx: ctx, cancel: cancel, q: newQueue(t.cfg.QueueBytes),
-		monitors: make(map[uint64]actor.MonitorRef), quiet: make(chan struct{}), ended: make(chan struct{})}
+		monitors: make(map[uint64]actor.MonitorRef), quiet: make(chan struct{}), ended: make(chan struct{}),
+		ss: ss, readEnd: make(chan error, 1)}
 	defer close(in.ended)
 	if !t.takeLane(in) {
 		// Nothing was read from the stream: its sender fails what it
@@ -99,7 +114,14 @@ func (t *Transport) serveStream(_ any, ss grpc.ServerStream) error {
 		}
 		cancel()
 	}()
-	err := in.read(ss)
+	in.relief = time.AfterFunc(time.Hour, in.relieve)
+	in.relief.Stop()
+	defer in.relief.Stop()
+	// The stream is read on goroutines of its own, never on this one: a
+	// reader may end up running an actor, whose handler must not keep the
+	// stream from ending.
+	go in.readOn()
+	err := <-in.readEnd
 	cancel()
 	in.close()
 	in.q.wait() // an actor writing its reply must be done before the handler ends the stream
@@ -161,38 +183,103 @@ func (t *Transport) releaseLane(in *inbound) {
 	}
 }
 
-func (in *inbound) read(ss grpc.ServerStream) error {
+// readOn reads the stream on the calling goroutine until the reading ends
+// or another goroutine takes it over; whoever reads last reports why it
+// ended.
+func (in *inbound) readOn() {
+	if err, relieved := in.read(); !relieved {
+		in.readEnd <- err
+	}
+}
+
+// read delivers the stream's frames until it ends, and returns why; or,
+// when another goroutine took over the reading while this one ran an
+// actor it lent itself to, it returns relieved.
+func (in *inbound) read() (err error, relieved bool) {
 	var f inFrame
 	var e envelope
 	for {
-		if err := ss.RecvMsg(&f); err != nil {
+		if err := in.ss.RecvMsg(&f); err != nil {
+			return err, false
+		}
+		err := in.deliver(&f, &e)
+		if r := in.lent; r.Woken() {
+			in.lent = actor.Runner{}
+			if err != nil {
+				go r.Run()
+			} else if in.runLent(r) {
+				return nil, true
+			}
+		}
+		if err != nil {
+			return err, false
+		}
+	}
+}
+
+// deliver dispatches the envelopes of frame f, in order.
+func (in *inbound) deliver(f *inFrame, e *envelope) error {
+	in.lane.mu.Lock()
+	defer in.lane.mu.Unlock()
+	if in.lane.gen != in.gen {
+		return fmt.Errorf("superseded by a newer stream from %s", in.from)
+	}
+	if in.draining.Load() {
+		// Set aside unread: its sender fails the calls after lastCall
+		// with ErrNotDelivered.
+		return nil
+	}
+	rest := f.b
+	for n := 0; ; n++ {
+		var ok bool
+		var err error
+		if rest, ok, err = nextEnvelope(rest, e); err != nil {
 			return err
 		}
-		in.lane.mu.Lock()
-		if in.lane.gen != in.gen {
-			in.lane.mu.Unlock()
-			return fmt.Errorf("superseded by a newer stream from %s", in.from)
-		}
-		if in.draining.Load() {
-			// Set aside unread: its sender fails the calls after
-			// lastCall with ErrNotDelivered.
-			in.lane.mu.Unlock()
-			continue
-		}
-		rest := f.b
-		for {
-			var ok bool
-			var err error
-			if rest, ok, err = nextEnvelope(rest, &e); err != nil {
-				in.lane.mu.Unlock()
-				return err
+		if !ok {
+			if n > 1 && in.lent.Woken() {
+				// A frame of several envelopes comes from a busy
+				// sender: the actor runs beside the reading.
+				go in.lent.Run()
+				in.lent = actor.Runner{}
 			}
-			if !ok {
-				break
-			}
-			in.dispatch(&e)
+			return nil
 		}
-		in.lane.mu.Unlock()
+		in.dispatch(e)
+	}
+}
+
+// lend keeps r, an actor a call woke, for the reader to run once the frame
+// is delivered, which spares a hand-off to a new goroutine: a remote call
+// to an idle actor then runs on the goroutine that read it, and its reply
+// is written from there too. One actor per frame is run so; any other is
+// started on a goroutine of its own.
+func (in *inbound) lend(r actor.Runner) {
+	switch {
+	case !r.Woken():
+	case in.lent.Woken():
+		go r.Run()
+	default:
+		in.lent = r
+	}
+}
+
+// runLent runs r on the reading goroutine. If r runs past reliefAfter, a
+// new goroutine takes over the reading (relieve), and runLent reports
+// that this one must stop reading once r is done.
+func (in *inbound) runLent(r actor.Runner) (relieved bool) {
+	in.inline.Store(true)
+	in.relief.Reset(reliefAfter)
+	r.Run()
+	in.relief.Stop()
+	return !in.inline.CompareAndSwap(true, false)
+}
+
+// relieve hands the reading to a new goroutine if the reader is still
+// running a lent actor.
+func (in *inbound) relieve() {
+	if in.inline.CompareAndSwap(true, false) {
+		go in.readOn()
 	}
 }
 
@@ -248,9 +335,11 @@ func (in *inbound) dispatch(e *envelope) {
 		if e.deadline > 0 {
 			ctx = &deadlineCtx{Context: in.ctx, d: time.Now().Add(time.Duration(e.deadline))}
 		}
-		if err := sys.CallAsync(ctx, ref, msg, func(v any, err error) { in.reply(id, v, err) }); err != nil {
+		r, err := sys.CallAsyncLend(ctx, ref, msg, func(v any, err error) { in.reply(id, v, err) })
+		if err != nil {
 			in.reply(id, nil, err)
 		}
+		in.lend(r)
 	case kindCast, kindSend:
 		ref, err := in.target(e)
 		var msg any

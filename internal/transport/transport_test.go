@@ -693,3 +693,116 @@ func TestCallToAStoppedSystemIsNotDelivered(t *testing.T) {
 		t.Fatalf("call by name to a stopped system = %v, want ErrNotDelivered", err)
 	}
 }
+
+// gate tells entered of every call, and answers it only once open is
+// closed.
+type gate struct {
+	entered, open chan struct{}
+	release       func() // opens it
+}
+
+// newGate makes a gate that opens when the test ends, if not before.
+func newGate(t *testing.T) gate {
+	g := gate{entered: make(chan struct{}, 16), open: make(chan struct{})}
+	var once sync.Once
+	g.release = func() { once.Do(func() { close(g.open) }) }
+	t.Cleanup(g.release)
+	return g
+}
+
+func (g gate) HandleCall(_ *actor.Context, msg any) (any, error) {
+	g.entered <- struct{}{}
+	<-g.open
+	return msg, nil
+}
+
+// A call whose handler blocks on the receiver runs on the goroutine that
+// read it (the actor was idle); the reading must move on without it, so
+// everything else the sender sends is still delivered.
+func TestBlockedHandlerHoldsUpNothingElseOnItsStream(t *testing.T) {
+	b := newBook()
+	a := startNode(t, b, Config{Node: "a"})
+	n := startNode(t, b, Config{Node: "b"})
+	g := newGate(t)
+	blocked, echoRef := spawn(t, n, g), spawn(t, n, echo{})
+	ctx := ctxTimeout(t, 10*time.Second)
+	if _, err := a.sys.Call(ctx, echoRef, "open the stream"); err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan error, 1)
+	go func() {
+		_, err := a.sys.Call(ctx, blocked, "held")
+		held <- err
+	}()
+	<-g.entered
+	for i := range 20 {
+		if v, err := a.sys.Call(ctx, echoRef, i); err != nil || v != i {
+			t.Fatalf("call %d behind a blocked handler: %v, %v", i, v, err)
+		}
+	}
+	select {
+	case err := <-held:
+		t.Fatalf("the gated call returned before its gate opened: %v", err)
+	default:
+	}
+	g.release()
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// relay answers a call by calling next with it, and answers with what
+// next answered.
+type relay struct{ next actor.Ref }
+
+func (r relay) HandleCall(c *actor.Context, msg any) (any, error) {
+	return c.System().Call(c.Context(), r.next, msg)
+}
+
+// A call from b's actor back to a, whose handler calls b again, travels
+// over the stream that is running b's first handler: it completes, and
+// does not wait for a deadline.
+func TestCallsBackAndForthBetweenTwoNodes(t *testing.T) {
+	b := newBook()
+	a := startNode(t, b, Config{Node: "a"})
+	n := startNode(t, b, Config{Node: "b"})
+	last := spawn(t, n, echo{})
+	mid := spawn(t, a, relay{next: last})
+	first := spawn(t, n, relay{next: mid})
+	ctx := ctxTimeout(t, 10*time.Second)
+	for i := range 50 {
+		if v, err := a.sys.Call(ctx, first, i); err != nil || v != i {
+			t.Fatalf("round %d: %v, %v", i, v, err)
+		}
+	}
+}
+
+// A transport closes while one of its streams runs a handler that never
+// returns.
+func TestCloseIsNotHeldByABlockedHandler(t *testing.T) {
+	b := newBook()
+	a := startNode(t, b, Config{Node: "a"})
+	n := startNode(t, b, Config{Node: "b"})
+	g := newGate(t)
+	blocked := spawn(t, n, g)
+	ctx := ctxTimeout(t, 10*time.Second)
+	held := make(chan error, 1)
+	go func() {
+		_, err := a.sys.Call(ctx, blocked, "held")
+		held <- err
+	}()
+	<-g.entered
+	closed := make(chan struct{})
+	go func() {
+		n.tr.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close waited for a handler that never returns")
+	}
+	if err := <-held; !errors.Is(err, actor.ErrNodeDown) {
+		t.Fatalf("the held call ended with %v, want ErrNodeDown", err)
+	}
+}
