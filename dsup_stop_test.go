@@ -296,6 +296,72 @@ func TestDistributedCallsDuringNodeStop(t *testing.T) {
 	}
 }
 
+// Casts made all through a node's Stop reach the children it hands over:
+// each is handled once, by the old instance before its handoff or by the
+// new one after.
+func TestDistributedCastsDuringNodeStop(t *testing.T) {
+	a, b := startPair(t, supervisor.DistributedOptions{})
+	ids := startCounters(t, a.sup, 20)
+	waitAllRunning(t, a.sup, ids, 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		done   = make(chan struct{})
+		sent   = map[string]int{}
+		failed []error
+	)
+	for _, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+				err := a.sup.Cast(cctx, id, "incr")
+				ccancel()
+				mu.Lock()
+				if err != nil {
+					failed = append(failed, fmt.Errorf("%s: %w", id, err))
+				} else {
+					sent[id]++
+				}
+				mu.Unlock()
+				time.Sleep(time.Millisecond)
+			}
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	if err := b.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	close(done)
+	wg.Wait()
+	if len(failed) > 0 {
+		t.Fatalf("%d casts failed while b stopped, one with: %v", len(failed), failed[0])
+	}
+	lost := 0
+	for _, id := range ids {
+		v, err := a.sup.Call(ctx, id, "get")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v != sent[id] {
+			t.Errorf("%s counted %v of %d casts", id, v, sent[id])
+			lost += sent[id] - v.(int)
+		}
+	}
+	if lost != 0 {
+		t.Fatalf("%d casts lost in all", lost)
+	}
+}
+
 // startDNodesWithKind starts nodes ids, as startDNode does, on a new etcd,
 // each registering kind with f as well, and waits until they see each
 // other.

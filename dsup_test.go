@@ -55,6 +55,15 @@ func (c *dcounter) HandleCall(ctx *actor.Context, msg any) (any, error) {
 	return nil, actor.ErrUnhandled
 }
 
+// HandleCast takes "incr" as HandleCall does.
+func (c *dcounter) HandleCast(_ *actor.Context, msg any) error {
+	if msg == "incr" {
+		c.n++
+		return nil
+	}
+	return actor.ErrUnhandled
+}
+
 func (c *dcounter) Handoff(*actor.Context) ([]byte, error) { return []byte(strconv.Itoa(c.n)), nil }
 
 type dnode struct {

@@ -17,6 +17,11 @@ const (
 	kindCast
 	kindInfo
 	kindExec
+	// kindCastTaken and kindInfoTaken are a cast and a raw message whose
+	// sender waits, through the envelope's reply slot, until the actor
+	// takes them (System.CastTaken, SendTaken).
+	kindCastTaken
+	kindInfoTaken
 )
 
 // Scheduling states of a process. An idle process holds no goroutine; the
@@ -286,6 +291,17 @@ func (p *process) handle(env *envelope) {
 		reply := env.replyTo()
 		val, err := env.msg.(ExecFunc)(p.actor, c)
 		reply.Reply(val, err)
+	case kindCastTaken, kindInfoTaken:
+		if !p.take(env) {
+			return
+		}
+		if env.kind() == kindCastTaken {
+			if err := p.cast.HandleCast(c, env.msg); err != nil && c.stop == nil {
+				c.stop = err
+			}
+		} else if err := p.info.HandleInfo(c, env.msg); err != nil && c.stop == nil {
+			c.stop = err
+		}
 	case kindCast:
 		if err := p.cast.HandleCast(c, env.msg); err != nil && c.stop == nil {
 			c.stop = err
@@ -303,6 +319,35 @@ func (p *process) handle(env *envelope) {
 	if c.stop != nil {
 		p.requestStop(c.stop)
 	}
+}
+
+// take tells the sender of a taken cast or message that the actor has
+// it, and reports whether to handle it: not when its deadline passed in
+// the mailbox, nor when the actor has no handler for its kind (the sender
+// gets the error instead).
+func (p *process) take(env *envelope) bool {
+	reply := env.replyTo()
+	var err error
+	switch {
+	case env.slot.deadline != 0 && time.Now().UnixNano() > env.slot.deadline:
+		err = fmt.Errorf("actor %v: message expired before it was taken: %w", p.ref, context.DeadlineExceeded)
+	default:
+		err = p.unhandled(env.kind())
+	}
+	reply.Reply(nil, err)
+	return err == nil
+}
+
+// unhandled says why the actor cannot take a taken cast or message of
+// kind k: it has no handler for it. Nil if it can.
+func (p *process) unhandled(k kind) error {
+	switch {
+	case k == kindCastTaken && p.cast == nil:
+		return fmt.Errorf("%w: %v does not implement HandleCast", ErrUnhandled, p.ref)
+	case k == kindInfoTaken && p.info == nil:
+		return fmt.Errorf("%w: %v does not implement HandleInfo", ErrUnhandled, p.ref)
+	}
+	return nil
 }
 
 // crashed makes a panic in a callback the exit reason, whatever stop was

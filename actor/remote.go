@@ -17,6 +17,10 @@ type Remote interface {
 	Cast(ctx context.Context, to Ref, msg any) error
 	// Send delivers a raw message; it must not block on the network.
 	Send(to Ref, msg any) error
+	// Taken delivers a cast (or, with info, a raw message for HandleInfo)
+	// and returns once the actor has taken it from its mailbox, failing as
+	// Call does (System.CastTaken).
+	Taken(ctx context.Context, to Ref, msg any, info bool) error
 	// Monitor calls down once, with the exit reason, when the actor at
 	// target exits or its node goes away. cancel stops the monitor; after
 	// cancel returns, down is not called.
@@ -84,8 +88,26 @@ func (r Runner) Run() { r.p.run() }
 // on any other). A transport that runs the callee on the goroutine that
 // read the call saves a hand-off between goroutines per call.
 func (s *System) CallAsyncLend(ctx context.Context, to Target, msg any, reply func(val any, err error)) (Runner, error) {
+	return s.asyncLend(ctx, to, msg, kindCall, reply)
+}
+
+// TakenAsyncLend is CallAsyncLend for CastTaken (SendTaken with info):
+// reply is called with nil once the actor has taken msg, or with the
+// error that says why it did not.
+func (s *System) TakenAsyncLend(ctx context.Context, to Target, msg any, info bool, reply func(val any, err error)) (Runner, error) {
+	k := kindCastTaken
+	if info {
+		k = kindInfoTaken
+	}
+	return s.asyncLend(ctx, to, msg, k, reply)
+}
+
+func (s *System) asyncLend(ctx context.Context, to Target, msg any, k kind, reply func(val any, err error)) (Runner, error) {
 	p, err := s.resolveLocal(ctx, to)
 	if err != nil {
+		return Runner{}, err
+	}
+	if err := p.unhandled(k); err != nil {
 		return Runner{}, err
 	}
 	var mon MonitorRef
@@ -94,7 +116,7 @@ func (s *System) CallAsyncLend(ctx context.Context, to Target, msg any, reply fu
 		reply(val, err)
 		return true
 	})
-	env := envelope{msg: msg, slot: r.slot, tag: uint64(kindCall)}
+	env := envelope{msg: msg, slot: r.slot, tag: uint64(k)}
 	if d, ok := ctx.Deadline(); ok {
 		r.slot.deadline = d.UnixNano()
 	}

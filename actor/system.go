@@ -501,6 +501,41 @@ func (s *System) Send(to Target, msg any) error {
 	return p.push(context.Background(), envelope{msg: msg, tag: uint64(kindInfo)}, false)
 }
 
+// CastTaken is Cast that returns once the target has taken msg from its
+// mailbox to handle it next (HandleCast then runs, unless the actor crashes
+// first), rather than once msg is queued. It fails as Call does: at once
+// if the target does not exist (ErrNotFound) or has no HandleCast
+// (ErrUnhandled), with an *ExitError if the actor exits before taking msg,
+// with ctx's error when ctx ends first, and with an error wrapping
+// context.DeadlineExceeded if ctx's deadline passed while msg was queued
+// (msg is then not handled). For a target on another node it costs a round
+// trip; an error that wraps ErrNotDelivered, ErrNotFound or an
+// *ExitError says the message was certainly not handled, so it may be sent
+// again elsewhere without being handled twice.
+func (s *System) CastTaken(ctx context.Context, to Target, msg any) error {
+	return s.deliverTaken(ctx, to, msg, kindCastTaken)
+}
+
+// SendTaken is CastTaken for HandleInfo.
+func (s *System) SendTaken(ctx context.Context, to Target, msg any) error {
+	return s.deliverTaken(ctx, to, msg, kindInfoTaken)
+}
+
+func (s *System) deliverTaken(ctx context.Context, to Target, msg any, k kind) error {
+	p, ref, err := s.resolve(ctx, to)
+	if err != nil {
+		return err
+	}
+	if p == nil {
+		return s.remoteFor(ref).Taken(ctx, ref, msg, k == kindInfoTaken)
+	}
+	if err := p.unhandled(k); err != nil {
+		return err
+	}
+	_, err = s.callLocal(ctx, p, envelope{msg: msg, tag: uint64(k)})
+	return err
+}
+
 // Stop asks the target to exit with reason (nil means Normal): it handles
 // the message in progress, runs Terminate and exits. Messages still queued
 // are not handled; their callers get an *ExitError. Stop waits for the

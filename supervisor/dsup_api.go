@@ -361,15 +361,21 @@ func (d *Distributed) Call(ctx context.Context, id string, msg any) (any, error)
 }
 
 // Cast casts to the child id wherever it runs, held like Call while it
-// moves.
+// moves, and returns once the child has taken msg from its mailbox
+// (actor.System.CastTaken), not when it is queued: a cast that an instance
+// stopped to move, or a node leaving, did not take is sent again to the
+// next instance, so a planned move loses none and none is handled twice.
+// It costs a round trip to the child's node; for fire-and-forget casts
+// to a Ref, with at-most-once delivery, use the node's Cast.
 func (d *Distributed) Cast(ctx context.Context, id string, msg any) error {
-	_, err := d.deliver(ctx, id, func(ref actor.Ref) (any, error) { return nil, d.c.System.Cast(ctx, ref, msg) })
+	_, err := d.deliver(ctx, id, func(ref actor.Ref) (any, error) { return nil, d.c.System.CastTaken(ctx, ref, msg) })
 	return err
 }
 
-// Send sends a raw message to the child id wherever it runs.
+// Send sends a raw message to the child id's HandleInfo wherever it runs,
+// as Cast does (actor.System.SendTaken).
 func (d *Distributed) Send(ctx context.Context, id string, msg any) error {
-	_, err := d.deliver(ctx, id, func(ref actor.Ref) (any, error) { return nil, d.c.System.Send(ref, msg) })
+	_, err := d.deliver(ctx, id, func(ref actor.Ref) (any, error) { return nil, d.c.System.SendTaken(ctx, ref, msg) })
 	return err
 }
 

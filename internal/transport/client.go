@@ -64,6 +64,11 @@ type peer struct {
 	closed  error
 	// awaiting: a goroutine waits for cc to be up again (awaitReady).
 	awaiting bool
+	// leaving: the node said it is leaving (it drained its stream, or
+	// refused one as leaving), and no stream was accepted since. A node
+	// that cannot be connected to then has certainly not read what it
+	// is sent: dial failures are ErrNotDelivered.
+	leaving bool
 }
 
 func (p *peer) session() (*session, error) {
@@ -136,6 +141,11 @@ func (p *peer) ended(s *session, accepted bool, err error) {
 	defer p.mu.Unlock()
 	p.cur.CompareAndSwap(s, nil)
 	p.lastErr = err
+	if errors.Is(err, actor.ErrNotDelivered) {
+		p.leaving = true
+	} else if accepted {
+		p.leaving = false
+	}
 	if accepted {
 		p.backoff, p.retryAt = 0, time.Time{}
 		return
@@ -149,6 +159,12 @@ func (p *peer) ended(s *session, accepted bool, err error) {
 			go p.awaitReady(cc, st)
 		}
 	}
+}
+
+func (p *peer) isLeaving() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.leaving
 }
 
 // awaitReady waits until cc, last seen in state st, is up and then lets
@@ -235,6 +251,9 @@ func (s *session) run(cc *grpc.ClientConn) {
 			err = undelivered(leavingError(s.p.node))
 		} else {
 			err = s.p.t.dialError(s.p.node, err)
+			if s.p.isLeaving() {
+				err = undelivered(err)
+			}
 		}
 		s.fail(err)
 		s.p.ended(s, false, err)
@@ -251,7 +270,10 @@ func (s *session) run(cc *grpc.ClientConn) {
 	s.fail(fmt.Errorf("%w: %s: stream broke: %w", actor.ErrNodeDown, s.p.node, err))
 	s.q.wait()
 	wg.Wait()
-	s.p.ended(s, true, err)
+	s.mu.Lock()
+	failed := s.err // why the session ended, as its pending calls saw it
+	s.mu.Unlock()
+	s.p.ended(s, true, failed)
 }
 
 // awaitAccept waits for the peer's header; a peer that refuses the stream

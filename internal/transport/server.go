@@ -311,7 +311,7 @@ func (in *inbound) target(e *envelope) (actor.Ref, error) {
 func (in *inbound) dispatch(e *envelope) {
 	sys := in.t.sys
 	switch e.kind {
-	case kindCall:
+	case kindCall, kindCastTaken, kindSendTaken:
 		id := e.id
 		in.lastCall = max(in.lastCall, id)
 		in.calls.Add(1) // reply counts the answer
@@ -335,7 +335,13 @@ func (in *inbound) dispatch(e *envelope) {
 		if e.deadline > 0 {
 			ctx = &deadlineCtx{Context: in.ctx, d: time.Now().Add(time.Duration(e.deadline))}
 		}
-		r, err := sys.CallAsyncLend(ctx, ref, msg, func(v any, err error) { in.reply(id, v, err) })
+		reply := func(v any, err error) { in.reply(id, v, err) }
+		var r actor.Runner
+		if e.kind == kindCall {
+			r, err = sys.CallAsyncLend(ctx, ref, msg, reply)
+		} else {
+			r, err = sys.TakenAsyncLend(ctx, ref, msg, e.kind == kindSendTaken, reply)
+		}
 		if err != nil {
 			in.reply(id, nil, err)
 		}

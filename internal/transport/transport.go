@@ -320,6 +320,21 @@ func (t *Transport) mode() pushMode {
 // message, and with its identity for the actor package's sentinels and
 // those registered with actor.RegisterError.
 func (t *Transport) Call(ctx context.Context, to actor.Ref, msg any) (any, error) {
+	return t.call(ctx, kindCall, to, msg)
+}
+
+// Taken delivers a cast (with info, a send) answered like a call, once the
+// actor has taken it from its mailbox (actor.System.CastTaken).
+func (t *Transport) Taken(ctx context.Context, to actor.Ref, msg any, info bool) error {
+	k := kindCastTaken
+	if info {
+		k = kindSendTaken
+	}
+	_, err := t.call(ctx, k, to, msg)
+	return err
+}
+
+func (t *Transport) call(ctx context.Context, k kind, to actor.Ref, msg any) (any, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("actor: call %v: %w", to, err)
 	}
@@ -327,7 +342,7 @@ func (t *Transport) Call(ctx context.Context, to actor.Ref, msg any) (any, error
 	if err != nil {
 		return nil, err
 	}
-	e := envelope{kind: kindCall, ref: to}
+	e := envelope{kind: k, ref: to}
 	if d, ok := ctx.Deadline(); ok {
 		e.deadline = int64(time.Until(d))
 		if e.deadline <= 0 {

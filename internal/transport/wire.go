@@ -49,6 +49,12 @@ const (
 	// leaving: id is the highest call id the node read from the stream.
 	// It answered every call it read; it read none after id.
 	kindDrained
+	// kindCastTaken and kindSendTaken are a cast and a send answered,
+	// like a call, with a reply: once the actor has taken the message
+	// (actor.System.CastTaken, SendTaken).
+	kindCastTaken
+	kindSendTaken
+	kindLast = kindSendTaken
 )
 
 func (k kind) String() string {
@@ -69,6 +75,10 @@ func (k kind) String() string {
 		return "down"
 	case kindDrained:
 		return "drained"
+	case kindCastTaken:
+		return "cast-taken"
+	case kindSendTaken:
+		return "send-taken"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -244,7 +254,7 @@ func decodeEnvelope(b []byte, e *envelope) error {
 			b = b[m:]
 			switch num {
 			case fKind:
-				if v == 0 || v > uint64(kindDrained) {
+				if v == 0 || v > uint64(kindLast) {
 					return fmt.Errorf("%w: unknown envelope kind %d", ErrMalformed, v)
 				}
 				e.kind = kind(v)
