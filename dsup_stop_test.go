@@ -1,10 +1,13 @@
 package cohort_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -618,5 +621,130 @@ func TestDistributedStopStopsChildrenAtOnce(t *testing.T) {
 	a.sup.Stop(ctx)
 	if met := b.met.Load(); met != children {
 		t.Fatalf("%d of %d children were in Terminate together", met, children)
+	}
+}
+
+// stateful holds as many bytes of state as its Args say, and hands them
+// off when it moves.
+type stateful struct{ state []byte }
+
+func (s *stateful) Init(_ *actor.Context, args any) error {
+	ia := args.(supervisor.InitArgs)
+	if ia.Handoff != nil {
+		s.state = ia.Handoff
+		return nil
+	}
+	n, err := strconv.Atoi(string(ia.Args))
+	if err != nil {
+		return err
+	}
+	s.state = bytes.Repeat([]byte{'s'}, n)
+	s.state[0] = 'i' // set at Init, not handed off
+	return nil
+}
+
+func (s *stateful) HandleCall(_ *actor.Context, msg any) (any, error) {
+	if msg == "state" {
+		return fmt.Sprintf("%c%d", s.state[0], len(s.state)), nil
+	}
+	return nil, actor.ErrUnhandled
+}
+
+func (s *stateful) Handoff(*actor.Context) ([]byte, error) {
+	out := bytes.Clone(s.state)
+	out[0] = 'h'
+	return out, nil
+}
+
+// Children whose handoff states add up to more than one etcd request
+// holds all move with their state when their node stops; a state over
+// MaxHandoffBytes moves without it, and the stopped event says so; Args
+// over MaxArgsBytes are refused.
+func TestDistributedHandoffOfLargeStates(t *testing.T) {
+	cl := etcdtest.Start(t)
+	var mu sync.Mutex
+	var stopped []supervisor.DistEvent
+	start := func(id string, listen bool) (*cohort.Node, *supervisor.Distributed) {
+		n := startNode(t, cohort.Config{NodeID: id, Endpoints: cl.Endpoints(), LeaseTTL: 2 * time.Second})
+		if err := n.RegisterKind("stateful", func() actor.Actor { return &stateful{} }); err != nil {
+			t.Fatal(err)
+		}
+		var o supervisor.DistributedOptions
+		if listen {
+			o.Listener = func(e supervisor.DistEvent) {
+				if e.Type == supervisor.DistChildStopped {
+					mu.Lock()
+					stopped = append(stopped, e)
+					mu.Unlock()
+				}
+			}
+		}
+		d, err := n.DistributedSupervisor(context.Background(), "big", o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n, d
+	}
+	a, da := start("a", false)
+	b, _ := start("b", true)
+	waitMembers(t, a, "a", "b")
+	etcdtest.WaitFor(t, 10*time.Second, 10*time.Millisecond, "a to see b run the supervisor", func() bool {
+		for i := range 20 {
+			if node, _ := da.NodeFor(fmt.Sprintf("probe-%d", i)); node == "b" {
+				return true
+			}
+		}
+		return false
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const size = 100 << 10
+	var onB []string
+	huge := ""
+	for i := 0; len(onB) < 24 || huge == ""; i++ {
+		id := fmt.Sprintf("s-%03d", i)
+		if node, _ := da.NodeFor(id); node != "b" {
+			continue
+		}
+		n := size
+		if huge == "" {
+			huge, n = id, supervisor.MaxHandoffBytes+1
+		} else {
+			onB = append(onB, id)
+		}
+		if _, _, err := da.StartChild(ctx, supervisor.ChildSpec{ID: id, Kind: "stateful", Args: []byte(strconv.Itoa(n))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitAllRunning(t, da, append([]string{huge}, onB...), 10*time.Second)
+	if err := b.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range onB {
+		v, err := da.Call(ctx, id, "state")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("h%d", size); v != want {
+			t.Errorf("%s after the move: state %v, want %s (handed off)", id, v, want)
+		}
+	}
+	if v, err := da.Call(ctx, huge, "state"); err != nil || v != fmt.Sprintf("i%d", supervisor.MaxHandoffBytes+1) {
+		t.Errorf("child with an oversized handoff: state %v, %v; want it started afresh from its Args", v, err)
+	}
+	mu.Lock()
+	var reason error
+	for _, e := range stopped {
+		if e.ChildID == huge {
+			reason = e.Reason
+		}
+	}
+	mu.Unlock()
+	if !errors.Is(reason, supervisor.ErrMoved) || !strings.Contains(fmt.Sprint(reason), "MaxHandoffBytes") {
+		t.Errorf("stopped event of the oversized handoff: reason %v, want ErrMoved naming MaxHandoffBytes", reason)
+	}
+	_, _, err := da.StartChild(ctx, supervisor.ChildSpec{ID: "args", Kind: "stateful", Args: make([]byte, supervisor.MaxArgsBytes+1)})
+	if !errors.Is(err, supervisor.ErrInvalidSpec) || !strings.Contains(err.Error(), "MaxArgsBytes") {
+		t.Fatalf("oversized Args: %v, want ErrInvalidSpec naming MaxArgsBytes", err)
 	}
 }

@@ -367,6 +367,9 @@ func (s ChildSpec) validate() error {
 			return fmt.Errorf("%w: child %q: Node %w", ErrInvalidSpec, s.ID, err)
 		}
 	}
+	if len(s.Args) > MaxArgsBytes {
+		return fmt.Errorf("%w: child %q: Args of %d bytes, over MaxArgsBytes (%d): a spec is kept in etcd; keep large data elsewhere and pass a key to it", ErrInvalidSpec, s.ID, len(s.Args), MaxArgsBytes)
+	}
 	if s.Restart > Temporary {
 		return fmt.Errorf("%w: child %q has unknown restart type %d", ErrInvalidSpec, s.ID, s.Restart)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -16,8 +17,11 @@ import (
 	"github.com/cohort-go/cohort/internal/mirror"
 	"github.com/cohort-go/cohort/lease"
 	"github.com/cohort-go/cohort/ring"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
 )
 
 // Distributed is a distributed dynamic supervisor: the same name runs on
@@ -665,6 +669,46 @@ func (d *Distributed) claim(ep *lease.Epoch, ids []string) {
 // operations per transaction (--max-txn-ops).
 const idsPerTxn = 64
 
+// What one child may put in etcd, and what one transaction carries. etcd
+// refuses a request larger than its --max-request-bytes (1.5 MiB by
+// default, and in the embedded etcd), and its client sends none over
+// 2 MiB; transactions that group children are cut to stay well below.
+const (
+	// MaxArgsBytes bounds a ChildSpec's Args: a spec lives in etcd. Keep
+	// large data elsewhere and pass a key to it.
+	MaxArgsBytes = 512 << 10
+	// MaxHandoffBytes bounds the state a child's Handoff returns. Larger
+	// state is not carried: the child moves without it, and the move is
+	// reported (a log at error level, and the reason of its stopped
+	// event).
+	MaxHandoffBytes = 512 << 10
+	// txnBytes bounds the keys and values of one grouped transaction.
+	txnBytes = 1 << 20
+	// opOverhead is counted for each key of a grouped transaction, besides
+	// its value: the key and the operation's framing.
+	opOverhead = 256
+)
+
+// nextPart returns how many of n items, item i carrying size(i) bytes, go
+// in the next transaction: at most maxItems, and no more than txnBytes in
+// all, but at least one.
+func nextPart(n, maxItems int, size func(i int) int) int {
+	total := 0
+	for i := range min(n, maxItems) {
+		total += size(i) + opOverhead
+		if total > txnBytes && i > 0 {
+			return i
+		}
+	}
+	return min(n, maxItems)
+}
+
+// tooLarge reports whether etcd, or its client, refused a request for its
+// size.
+func tooLarge(err error) bool {
+	return errors.Is(err, rpctypes.ErrRequestTooLarge) || grpcstatus.Code(err) == codes.ResourceExhausted
+}
+
 // leanIDsPerTxn is how many children a lean claim covers: one comparison
 // each and one over the handoff keys, within the same limit.
 const leanIDsPerTxn = 127
@@ -1053,7 +1097,7 @@ func (d *Distributed) release(ep *lease.Epoch, id string, handoff []byte) {
 // its transaction are released one by one.
 func (d *Distributed) releaseAll(ep *lease.Epoch, rs []release) {
 	for len(rs) > 0 {
-		part := rs[:min(idsPerTxn, len(rs))]
+		part := rs[:nextPart(len(rs), idsPerTxn, func(i int) int { return len(rs[i].handoff) })]
 		rs = rs[len(part):]
 		cmps := make([]clientv3.Cmp, 0, len(part))
 		ops := make([]clientv3.Op, 0, 2*len(part))
@@ -1071,6 +1115,19 @@ func (d *Distributed) releaseAll(ep *lease.Epoch, rs []release) {
 		resp, err := d.c.Client.Txn(ctx).If(cmps...).Then(ops...).Commit()
 		cancel()
 		switch {
+		case err != nil && tooLarge(err) && len(part) > 1:
+			for _, r := range part {
+				d.releaseAll(ep, []release{r})
+			}
+		case err != nil && tooLarge(err) && part[0].handoff != nil:
+			// Only a larger limit than etcd's could carry this state:
+			// the child is released without it rather than left
+			// stopped and owned.
+			d.log.Error("handoff state refused by etcd; the child moves without it",
+				zap.String("child", part[0].id), zap.Int("bytes", len(part[0].handoff)), zap.Error(err))
+			r := part[0]
+			r.handoff = nil
+			d.releaseAll(ep, []release{r})
 		case err != nil:
 			d.log.Warn("release failed", zap.Int("children", len(part)), zap.String("first", part[0].id), zap.Error(err))
 		case !resp.Succeeded && len(part) > 1:
@@ -1211,8 +1268,10 @@ func (d *Distributed) move(parent context.Context, ep *lease.Epoch, id string, l
 		}
 		return nil, nil
 	})
+	reason := ErrMoved
 	if err != nil {
-		d.log.Warn("handoff failed; the child moves without state", zap.String("child", id), zap.Error(err))
+		d.log.Error("handoff failed; the child moves without state", zap.String("child", id), zap.Error(err))
+		reason = fmt.Errorf("%w, without state: its handoff failed: %w", ErrMoved, err)
 		_ = d.c.System.StopTimeout(ctx, lc.ref, ErrMoved, Child{Shutdown: lc.spec.Shutdown}.shutdown())
 	} else {
 		_, downs := d.c.System.Monitor(lc.ref)
@@ -1223,8 +1282,14 @@ func (d *Distributed) move(parent context.Context, ep *lease.Epoch, id string, l
 		}
 	}
 	state, _ := v.([]byte)
+	if len(state) > MaxHandoffBytes {
+		d.log.Error("handoff state over MaxHandoffBytes; the child moves without it",
+			zap.String("child", id), zap.Int("bytes", len(state)), zap.Int("limit", MaxHandoffBytes))
+		reason = fmt.Errorf("%w, without state: its handoff returned %d bytes, over MaxHandoffBytes (%d)", ErrMoved, len(state), MaxHandoffBytes)
+		state = nil
+	}
 	d.releaseGrouped(ep, id, state)
-	d.emit(DistEvent{Type: DistChildStopped, ChildID: id, Ref: lc.ref, Reason: ErrMoved})
+	d.emit(DistEvent{Type: DistChildStopped, ChildID: id, Ref: lc.ref, Reason: reason})
 }
 
 // fence stops at once the local children that match because the lease

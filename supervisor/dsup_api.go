@@ -178,7 +178,7 @@ func (d *Distributed) putSpec(ctx context.Context, spec ChildSpec) (bool, error)
 }
 
 // StartChildren stores many specs at once, in transactions of up to 127
-// with a few in flight, and returns their ids without waiting for them to
+// (and up to 1 MiB of Args) with a few in flight, and returns their ids without waiting for them to
 // run: the way to start tens of thousands of children. Specs whose id
 // exists are skipped. Every spec is validated before any is stored: an
 // invalid one fails the call with nothing stored. If storing fails part
@@ -212,7 +212,7 @@ func (d *Distributed) StartChildren(ctx context.Context, specs []ChildSpec) ([]s
 	var first error
 	sem := make(chan struct{}, inFlight)
 	for len(prepared) > 0 {
-		part := prepared[:min(perTxn, len(prepared))]
+		part := prepared[:nextPart(len(prepared), perTxn, func(i int) int { return len(prepared[i].Args) })]
 		prepared = prepared[len(part):]
 		mu.Lock()
 		failed := first != nil
