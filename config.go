@@ -94,6 +94,16 @@ func (c Config) withDefaults() (Config, error) {
 	if err := actor.ValidateName(c.NodeID); err != nil || strings.Contains(c.NodeID, "/") {
 		return c, fmt.Errorf("%w: NodeID %q: a node id is a non-empty name of printable characters without '/'", ErrInvalidConfig, c.NodeID)
 	}
+	for _, l := range []struct {
+		field string
+		names []string
+	}{{"Kinds", c.Kinds}, {"Roles", c.Roles}} {
+		for _, name := range l.names {
+			if err := actor.ValidateName(name); err != nil {
+				return c, fmt.Errorf("%w: %s: %w", ErrInvalidConfig, l.field, err)
+			}
+		}
+	}
 	if c.Cluster == "" {
 		c.Cluster = "default"
 	}

@@ -17,6 +17,9 @@ func TestBadConfig(t *testing.T) {
 	cases := map[string]cohort.Config{
 		"slash in node id":         {NodeID: "a/b"},
 		"control node id":          {NodeID: "a\x01"},
+		"blank node id":            {NodeID: " "},
+		"empty kind":               {Kinds: []string{""}},
+		"empty role":               {Roles: []string{"web", ""}},
 		"slash in cluster":         {Cluster: "x/y"},
 		"relative prefix":          {Prefix: "cohort"},
 		"negative dial timeout":    {DialTimeout: -time.Second},
@@ -36,6 +39,10 @@ func TestBadConfig(t *testing.T) {
 		"negative message size":    {Transport: cohort.TransportConfig{MaxMessageSize: -1}},
 		"unparsable listen addr":   {Transport: cohort.TransportConfig{ListenAddr: "no-port"}},
 		"transport tls half given": {Transport: cohort.TransportConfig{CAFile: "/nonexistent/ca.pem"}},
+	}
+	var never *cohort.Node // what a failed Start returns
+	if err := never.Stop(context.Background()); err != nil {
+		t.Fatalf("Stop on a nil node: %v", err)
 	}
 	for name, cfg := range cases {
 		t.Run(name, func(t *testing.T) {

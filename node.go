@@ -451,7 +451,11 @@ func (n *Node) systemStopped(err error) error {
 // leaderships are not resigned nor the lease revoked, so singletons and
 // names move only when the lease expires. Stop may be called more than
 // once and from several goroutines; all return when the first finishes.
+// Stop on a nil *Node (a Start that failed) does nothing.
 func (n *Node) Stop(ctx context.Context) error {
+	if n == nil {
+		return nil
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, n.stopTimeout())

@@ -740,8 +740,10 @@ func TestBadInput(t *testing.T) {
 	if _, err := sys.Spawn(ctx, callOnly{}, actor.Options{MailboxSize: -1}); !errors.Is(err, actor.ErrInvalidOption) {
 		t.Errorf("negative mailbox: %v", err)
 	}
-	if _, err := sys.Spawn(ctx, callOnly{}, actor.Options{Name: "bad\x01name"}); !errors.Is(err, actor.ErrInvalidName) {
-		t.Errorf("bad name: %v", err)
+	for _, name := range []string{"bad\x01name", " ", "padded ", " padded"} {
+		if _, err := sys.Spawn(ctx, callOnly{}, actor.Options{Name: name}); !errors.Is(err, actor.ErrInvalidName) {
+			t.Errorf("name %q: %v", name, err)
+		}
 	}
 	ref := spawn(t, sys, callOnly{}, actor.Options{})
 	if err := sys.Cast(ctx, ref, 1); !errors.Is(err, actor.ErrUnhandled) {
@@ -947,3 +949,75 @@ func TestCallAsyncLendRunsTheActorOnTheCaller(t *testing.T) {
 		t.Fatalf("reply %v", v)
 	}
 }
+
+// CastTaken and SendTaken return once the actor has taken the message;
+// one it never takes fails, and is then never handled.
+func TestCastTaken(t *testing.T) {
+	sys := newSystem(t)
+	ctx := context.Background()
+	p := &probe{block: make(chan struct{})}
+	ref := spawn(t, sys, p, actor.Options{})
+	if err := sys.CastTaken(ctx, ref, "cast"); err != nil {
+		t.Fatal(err)
+	}
+	if err := sys.SendTaken(ctx, ref, "info"); err != nil {
+		t.Fatal(err)
+	}
+	only := spawn(t, sys, callOnly{}, actor.Options{})
+	if err := sys.CastTaken(ctx, only, 1); !errors.Is(err, actor.ErrUnhandled) {
+		t.Errorf("CastTaken to an actor without HandleCast: %v", err)
+	}
+	if err := sys.SendTaken(ctx, only, 1); !errors.Is(err, actor.ErrUnhandled) {
+		t.Errorf("SendTaken to an actor without HandleInfo: %v", err)
+	}
+
+	// Its deadline passes while it waits behind a blocked handler.
+	if err := sys.Cast(ctx, ref, blockNow{}); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if err := sys.CastTaken(short, ref, "late"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("CastTaken past its deadline: %v", err)
+	}
+	p.block <- struct{}{}
+
+	// The actor is stopped before it takes it.
+	w := &stopWaiter{}
+	wref := spawn(t, sys, w, actor.Options{})
+	if err := sys.Cast(ctx, wref, "wait"); err != nil {
+		t.Fatal(err)
+	}
+	never := make(chan error, 1)
+	go func() { never <- sys.CastTaken(ctx, wref, "never") }()
+	if err := sys.Stop(ctx, wref, errors.New("gone")); err != nil {
+		t.Fatal(err)
+	}
+	// Queued before the stop it gets the exit; after it, ErrNotFound:
+	// either way it was not handled.
+	var exit *actor.ExitError
+	if err := <-never; !errors.As(err, &exit) && !errors.Is(err, actor.ErrNotFound) {
+		t.Errorf("CastTaken to an actor that exits first: %v, want *ExitError or ErrNotFound", err)
+	}
+	if slices.Contains(w.got, any("never")) {
+		t.Errorf("the stopped actor handled %v, the failed cast among them", w.got)
+	}
+	if err := sys.Stop(ctx, ref, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(p.got); got != "[cast info]" {
+		t.Errorf("handled %s, want [cast info]", got)
+	}
+}
+
+// stopWaiter records its casts, and handles each until a stop is
+// requested.
+type stopWaiter struct{ got []any }
+
+func (w *stopWaiter) HandleCast(c *actor.Context, msg any) error {
+	w.got = append(w.got, msg)
+	<-c.Stopping().Done()
+	return nil
+}
+
+func (w *stopWaiter) HandleCall(*actor.Context, any) (any, error) { return nil, actor.ErrUnhandled }

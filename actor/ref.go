@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // Ref identifies one actor instance. Node names the system the actor runs
@@ -59,13 +60,17 @@ func (f ResolverFunc) Resolve(ctx context.Context, name string) (Ref, error) { r
 const MaxNameLen = 256
 
 // ValidateName reports whether name may be registered: it must be non-empty,
-// at most MaxNameLen bytes, valid UTF-8 and free of control characters.
+// at most MaxNameLen bytes, valid UTF-8, free of control characters, and
+// neither begin nor end with white space.
 func ValidateName(name string) error {
 	if name == "" {
 		return fmt.Errorf("%w: empty name", ErrInvalidName)
 	}
 	if len(name) > MaxNameLen {
 		return fmt.Errorf("%w: %d bytes, limit is %d", ErrInvalidName, len(name), MaxNameLen)
+	}
+	if strings.TrimSpace(name) != name {
+		return fmt.Errorf("%w: %q begins or ends with white space", ErrInvalidName, name)
 	}
 	for i, r := range name {
 		if r == 0xFFFD {

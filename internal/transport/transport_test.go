@@ -806,3 +806,33 @@ func TestCloseIsNotHeldByABlockedHandler(t *testing.T) {
 		t.Fatalf("the held call ended with %v, want ErrNodeDown", err)
 	}
 }
+
+// A cast or send that waits to be taken crosses nodes like a call: it
+// returns once the remote actor has taken it, and a receiver that cannot
+// take it says why.
+func TestTakenCastAcrossNodes(t *testing.T) {
+	b := newBook()
+	a := startNode(t, b, Config{Node: "a"})
+	n := startNode(t, b, Config{Node: "b"})
+	s := &sink{}
+	sinkRef, echoRef := spawn(t, n, s), spawn(t, n, echo{})
+	ctx := ctxTimeout(t, 10*time.Second)
+	for i := range 10 {
+		if err := a.sys.CastTaken(ctx, sinkRef, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, err := a.sys.Call(ctx, sinkRef, "count"); err != nil || v != 10 {
+		t.Fatalf("the sink counted %v, %v; want 10", v, err)
+	}
+	if err := a.sys.CastTaken(ctx, echoRef, 1); !errors.Is(err, actor.ErrUnhandled) {
+		t.Errorf("taken cast to an actor without HandleCast: %v", err)
+	}
+	if err := a.sys.SendTaken(ctx, sinkRef, 1); !errors.Is(err, actor.ErrUnhandled) {
+		t.Errorf("taken send to an actor without HandleInfo: %v", err)
+	}
+	gone := actor.Ref{Node: "b", ID: 1 << 40, Incarnation: sinkRef.Incarnation}
+	if err := a.sys.CastTaken(ctx, gone, 1); !errors.Is(err, actor.ErrNotFound) {
+		t.Errorf("taken cast to no actor: %v", err)
+	}
+}
