@@ -144,7 +144,9 @@ func withTerm(t *Term) context.Context { return context.WithValue(t.ctx, termKey
 
 // TermFrom returns the singleton term carried by ctx: the context a
 // Singleton passes to its child's StartFunc carries it. It reports false
-// for any other context.
+// for any other context, an actor's Context() among them: an actor gets
+// its term through Fenced (or NestedFenced), which hand it to the
+// function that makes the actor.
 func TermFrom(ctx context.Context) (*Term, bool) {
 	t, ok := ctx.Value(termKey{}).(*Term)
 	return t, ok && t != nil
