@@ -186,7 +186,8 @@ func (n *Node) ping(ctx context.Context, endpoints []string) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("waiting for etcd at %v: %w", endpoints, ctx.Err())
 		}
-		return fmt.Errorf("%w: %v within %v: %w (%s)", ErrEtcdUnreachable, endpoints, n.cfg.DialTimeout, err, n.etcdHint(endpoints))
+		return fmt.Errorf("%w: %v within %v (DialTimeout %v, less %v kept to probe the endpoint): %w (%s)", ErrEtcdUnreachable, endpoints,
+			n.cfg.DialTimeout-n.probeBudget(), n.cfg.DialTimeout, n.probeBudget(), err, n.etcdHint(endpoints))
 	}
 	return nil
 }
