@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,6 +91,8 @@ func TestEtcdTLSAndAuth(t *testing.T) {
 	rogueCA := testcert.NewCA(t, "rogue-ca")
 	_, rogueCert, rogueKey := writePEM(t, t.TempDir(), rogueCA, "rogue")
 	plain := etcdtest.Start(t)
+	web := httptest.NewTLSServer(http.NotFoundHandler()) // TLS, HTTP/1.1 only: not etcd
+	t.Cleanup(web.Close)
 	// Each refusal says what to change.
 	bad := map[string]struct {
 		cfg  cohort.Config
@@ -104,6 +108,7 @@ func TestEtcdTLSAndAuth(t *testing.T) {
 		"TLS to a plain etcd": {cohort.Config{Endpoints: []string{strings.TrimPrefix(plain.Endpoints()[0], "http://")}, CAFile: caFile},
 			"does not speak TLS"},
 		"nothing listening": {cohort.Config{Endpoints: []string{"127.0.0.1:1"}}, "cannot connect"},
+		"a web server":      {cohort.Config{Endpoints: []string{strings.TrimPrefix(web.URL, "https://")}}, "is it etcd's client URL"},
 	}
 	for name, tc := range bad {
 		t.Run(name, func(t *testing.T) {

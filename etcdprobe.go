@@ -41,8 +41,11 @@ func probeEtcd(endpoint string, tc *tls.Config, timeout time.Duration) string {
 	defer conn.Close()
 	if tc == nil && scheme != "https" {
 		// A plain client: does the server want TLS?
-		probe := tls.Client(conn, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // only asks whether TLS is spoken
+		probe := tls.Client(conn, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2", "http/1.1"}}) //nolint:gosec // only asks whether TLS is spoken
 		if probe.Handshake() == nil {
+			if probe.ConnectionState().NegotiatedProtocol != "h2" {
+				return fmt.Sprintf("%s speaks TLS but not gRPC's HTTP/2, as etcd does: is it etcd's client URL?", host)
+			}
 			return fmt.Sprintf("%s speaks TLS: use an https:// endpoint and set CAFile to the CA that signed its certificate (and CertFile and KeyFile if it asks for client certificates)", host)
 		}
 		return ""
