@@ -12,6 +12,8 @@ import (
 
 	"github.com/cohort-go/cohort/actor"
 	"github.com/cohort-go/cohort/internal/transport"
+	"github.com/cohort-go/cohort/ring"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
 
@@ -181,8 +183,7 @@ func (n *Node) startTransport() error {
 				}
 				for _, m := range c.Left {
 					if m.ID != n.cfg.NodeID {
-						n.log.Info("node left", zap.String("peer", m.ID))
-						tr.NodeLeft(m.ID)
+						n.peerLeft(m.ID)
 					}
 				}
 				for _, m := range c.Joined {
@@ -197,6 +198,25 @@ func (n *Node) startTransport() error {
 		}
 	}()
 	return nil
+}
+
+// peerLeft tells the transport that node left, failing what is pending on
+// it at once, unless the node is already back: its member key exists
+// again. The ring and the supervisors watch etcd on separate streams, so
+// the leave of a node that lost its lease and rejoined at once can reach
+// the ring after a caller has already sent to the node's new instance;
+// the stream to the node is healthy, and what is pending on it will be
+// answered.
+func (n *Node) peerLeft(node string) {
+	ctx, cancel := context.WithTimeout(n.ctx, time.Second)
+	resp, err := n.client.Get(ctx, ring.MemberKey(n.cfg.Prefix, node), clientv3.WithCountOnly())
+	cancel()
+	if err == nil && resp.Count > 0 {
+		n.log.Info("node left and is back", zap.String("peer", node))
+		return
+	}
+	n.log.Info("node left", zap.String("peer", node))
+	n.transport.NodeLeft(node)
 }
 
 // explainPeer says what this node knows of why messages to node fail: a
