@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -380,7 +381,9 @@ func TestDistributedRestartTypes(t *testing.T) {
 	if _, _, err := a.sup.StartChild(ctx, supervisor.ChildSpec{ID: "trans", Kind: "counter", Restart: supervisor.Transient}); err != nil {
 		t.Fatal(err)
 	}
-	a.sup.Call(ctx, "trans", "done")
+	if _, err := a.sup.Call(ctx, "trans", "done"); err != nil {
+		t.Fatalf("transient child's last call: %v", err)
+	}
 	waitGone(t, a.sup, "trans")
 	// Temporary crashing: not restarted, spec deleted.
 	if _, _, err := a.sup.StartChild(ctx, supervisor.ChildSpec{ID: "temp", Kind: "counter", Restart: supervisor.Temporary}); err != nil {
@@ -425,7 +428,8 @@ func waitGone(t *testing.T, d *supervisor.Distributed, id string) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s still has a spec", id)
+			cs, err := d.WhichChildren(context.Background())
+			t.Fatalf("%s still has a spec; children: %+v, %v", id, cs, err)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -796,5 +800,46 @@ func TestDistributedFenceBeatsTakeover(t *testing.T) {
 	}
 	if len(a.LocalChildren()) != 0 {
 		t.Fatalf("a still lists %v", a.LocalChildren())
+	}
+}
+
+// oneshot stops itself, normally, with the first message it handles,
+// which its Init sends it; inits counts its starts.
+type oneshot struct{ inits *atomic.Int64 }
+
+func (o oneshot) Init(c *actor.Context, _ any) error {
+	o.inits.Add(1)
+	return c.System().Cast(c.Context(), c.Self(), "stop")
+}
+
+func (o oneshot) HandleCall(*actor.Context, any) (any, error) { return nil, actor.ErrUnhandled }
+
+func (o oneshot) HandleCast(c *actor.Context, _ any) error {
+	c.Stop(actor.Normal)
+	return nil
+}
+
+// A transient child that exits normally the moment it starts is seen to
+// exit normally, not as gone: its spec is removed and it never runs again.
+func TestDistributedTransientExitingAtStartIsRemoved(t *testing.T) {
+	cl := etcdtest.Start(t)
+	a := startDNode(t, cl, "a", nil, supervisor.DistributedOptions{})
+	var inits atomic.Int64
+	if err := a.RegisterKind("oneshot", func() actor.Actor { return oneshot{inits: &inits} }); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	const n = 30
+	for i := range n {
+		id := fmt.Sprintf("once-%02d", i)
+		// StartChild may find the child already gone, its spec removed.
+		_, _, err := a.sup.StartChild(ctx, supervisor.ChildSpec{ID: id, Kind: "oneshot", Restart: supervisor.Transient})
+		if err != nil && !errors.Is(err, supervisor.ErrChildNotFound) {
+			t.Fatal(err)
+		}
+		waitGone(t, a.sup, id)
+	}
+	if got := inits.Load(); got != n {
+		t.Fatalf("%d starts of %d transient children that exited normally", got, n)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -91,7 +93,9 @@ func TestEtcdTLSAndAuth(t *testing.T) {
 	rogueCA := testcert.NewCA(t, "rogue-ca")
 	_, rogueCert, rogueKey := writePEM(t, t.TempDir(), rogueCA, "rogue")
 	plain := etcdtest.Start(t)
-	web := httptest.NewTLSServer(http.NotFoundHandler()) // TLS, HTTP/1.1 only: not etcd
+	web := httptest.NewUnstartedServer(http.NotFoundHandler()) // TLS, HTTP/1.1 only: not etcd
+	web.Config.ErrorLog = log.New(io.Discard, "", 0)           // the etcd client speaks plain HTTP/2 to it
+	web.StartTLS()
 	t.Cleanup(web.Close)
 	// Each refusal says what to change.
 	bad := map[string]struct {

@@ -897,7 +897,18 @@ func (d *Distributed) start(ep *lease.Epoch, spec ChildSpec, in instance, token 
 	d.mu.Unlock()
 	err := in.err
 	if err == nil {
-		err = in.pr.Start(InitArgs{ID: spec.ID, Args: spec.Args, Handoff: handoff, Token: token, ownerKey: d.k.owner(spec.ID)})
+		// Watched before it starts: a child that exits at once (a message
+		// queued for it before it started may stop it) is seen with its
+		// own exit reason, not as an actor already gone.
+		mon := d.c.System.MonitorFunc(ref, func(down actor.Down) {
+			d.mu.Lock()
+			d.exits = append(d.exits, childExit{id: spec.ID, down: down})
+			d.mu.Unlock()
+			d.poke()
+		})
+		if err = in.pr.Start(InitArgs{ID: spec.ID, Args: spec.Args, Handoff: handoff, Token: token, ownerKey: d.k.owner(spec.ID)}); err != nil {
+			d.c.System.Demonitor(mon)
+		}
 	}
 	d.mu.Lock()
 	fenced := lc.stopping
@@ -916,12 +927,6 @@ func (d *Distributed) start(ep *lease.Epoch, spec ChildSpec, in instance, token 
 		d.poke()
 		return
 	}
-	d.c.System.MonitorFunc(ref, func(down actor.Down) {
-		d.mu.Lock()
-		d.exits = append(d.exits, childExit{id: spec.ID, down: down})
-		d.mu.Unlock()
-		d.poke()
-	})
 	t := DistChildStarted
 	if handoff != nil {
 		t = DistChildMoved
