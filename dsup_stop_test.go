@@ -124,6 +124,7 @@ func TestDistributedDrainWithoutLeaving(t *testing.T) {
 	a := startDNode(t, cl, "a", nil, supervisor.DistributedOptions{StableWindow: 50 * time.Millisecond})
 	b := startDNode(t, cl, "b", nil, supervisor.DistributedOptions{StableWindow: 50 * time.Millisecond})
 	waitMembers(t, a.Node, "a", "b")
+	waitPublished(t, a.Node, "b", true) // placement counts b only once a sees it run the supervisor
 	ids := startCounters(t, a.sup, 20)
 	waitAllRunning(t, a.sup, ids, 10*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -526,6 +527,7 @@ func startPair(t *testing.T, opts supervisor.DistributedOptions) (dnode, dnode) 
 	a := startDNode(t, cl, "a", nil, opts)
 	b := startDNode(t, cl, "b", nil, opts)
 	waitMembers(t, a.Node, "a", "b")
+	waitPublished(t, a.Node, "b", true) // placement counts b only once a sees it run the supervisor
 	return a, b
 }
 

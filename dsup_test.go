@@ -256,6 +256,7 @@ func TestDistributedJoinMovesWithHandoff(t *testing.T) {
 	a := startDNode(t, cl, "a", nil, opts)
 	b := startDNode(t, cl, "b", nil, opts)
 	waitMembers(t, a.Node, "a", "b")
+	waitPublished(t, a.Node, "b", true) // placement counts b only once a sees it run the supervisor
 	ids := startCounters(t, a.sup, 40)
 	waitAllRunning(t, a.sup, ids, 10*time.Second)
 	ctx := context.Background()
@@ -335,6 +336,7 @@ func TestDistributedGracefulStopDrains(t *testing.T) {
 	a := startDNode(t, cl, "a", nil, supervisor.DistributedOptions{})
 	b := startDNode(t, cl, "b", nil, supervisor.DistributedOptions{})
 	waitMembers(t, a.Node, "a", "b")
+	waitPublished(t, a.Node, "b", true) // placement counts b only once a sees it run the supervisor
 	ids := startCounters(t, a.sup, 20)
 	where := waitAllRunning(t, a.sup, ids, 10*time.Second)
 	ctx := context.Background()
@@ -548,6 +550,7 @@ func TestDistributedManualRebalance(t *testing.T) {
 	}
 	b := startDNode(t, cl, "b", nil, opts)
 	waitMembers(t, a.Node, "a", "b")
+	waitPublished(t, a.Node, "b", true) // placement counts b only once a sees it run the supervisor
 	// b is in the ring, a's pass after the change has run (Rebalance-free):
 	// nothing moved.
 	time.Sleep(100 * time.Millisecond)
@@ -598,6 +601,7 @@ func TestDistributedLocatorAndTerminateByRef(t *testing.T) {
 	a := startDNode(t, cl, "a", nil, supervisor.DistributedOptions{Locator: last})
 	b := startDNode(t, cl, "b", nil, supervisor.DistributedOptions{Locator: last})
 	waitMembers(t, a.Node, "a", "b")
+	waitPublished(t, a.Node, "b", true) // placement counts b only once a sees it run the supervisor
 	ids := startCounters(t, a.sup, 10)
 	for id, n := range waitAllRunning(t, a.sup, ids, 5*time.Second) {
 		if n != "b" {
@@ -629,6 +633,7 @@ func TestDistributedStartChildren(t *testing.T) {
 	a := startDNode(t, cl, "a", nil, supervisor.DistributedOptions{MaxChildren: 1000})
 	b := startDNode(t, cl, "b", nil, supervisor.DistributedOptions{MaxChildren: 1000})
 	waitMembers(t, a.Node, "a", "b")
+	waitPublished(t, a.Node, "b", true) // placement counts b only once a sees it run the supervisor
 
 	if _, _, err := a.sup.StartChild(ctx, supervisor.ChildSpec{ID: "s0042", Kind: "counter", Restart: supervisor.Transient}); err != nil {
 		t.Fatal(err)
