@@ -95,8 +95,8 @@ func (lc *localChild) aliveUntil() time.Time { return lc.epoch.AliveUntil() }
 // StartDistributed starts the distributed supervisor name on this node. Run
 // it on every node that should take part, with the same options.
 func StartDistributed(ctx context.Context, c Cluster, name string, o DistributedOptions) (*Distributed, error) {
-	if err := validateID(name); err != nil {
-		return nil, fmt.Errorf("%w: supervisor name", err)
+	if err := actor.ValidateName(name); err != nil || strings.Contains(name, "/") {
+		return nil, fmt.Errorf("%w: supervisor name %q: a non-empty name of printable characters without '/'", ErrInvalidSpec, name)
 	}
 	if c.Client == nil || c.Session == nil || c.Ring == nil || c.System == nil || c.Kind == nil || c.Offer == nil {
 		return nil, fmt.Errorf("%w: Cluster needs Client, Session, Ring, System, Kind and Offer", ErrInvalidSpec)

@@ -452,6 +452,10 @@ func (s *Server) embedConfig() (*embed.Config, error) {
 		// when nothing logs it: under load that costs it more CPU still.
 		ec.WarningApplyDuration = time.Hour
 		ec.WarningUnaryRequestDuration = time.Hour
+	} else if ec.WarningUnaryRequestDuration == 0 {
+		// embed.NewConfig leaves it unset (only etcd's flag has the
+		// default), and at zero every request is warned about.
+		ec.WarningUnaryRequestDuration = embed.DefaultWarningUnaryRequestDuration
 	}
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(
 		c.Logger.WithOptions(zap.IncreaseLevel(zapcore.WarnLevel)).Named("etcd").With(zap.String("member", c.Name)),

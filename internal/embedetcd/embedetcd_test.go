@@ -11,6 +11,9 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/cohort-go/cohort/internal/embedetcd"
 )
@@ -225,5 +228,23 @@ func TestStartErrors(t *testing.T) {
 			}
 			t.Logf("error: %v", err)
 		})
+	}
+}
+
+// With a logger that shows warnings, quick requests are not warned about
+// as slow: only those over etcd's 300 ms default are.
+func TestQuickRequestsAreNotWarnedAbout(t *testing.T) {
+	core, logs := observer.New(zapcore.WarnLevel)
+	cfg := testConfig(t)
+	cfg.Logger = zap.New(core)
+	s := start(t, cfg)
+	c := client(t, s.Endpoints())
+	for i := range 20 {
+		putGet(t, c, fmt.Sprintf("/k%d", i), "v")
+	}
+	for _, e := range logs.FilterMessageSnippet("request stats").All() {
+		if spent, ok := e.ContextMap()["time spent"].(time.Duration); !ok || spent < 300*time.Millisecond {
+			t.Fatalf("a quick request was warned about as slow: %v", e.ContextMap())
+		}
 	}
 }
