@@ -3,11 +3,13 @@ package cohort_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/cohort-go/cohort"
 	"github.com/cohort-go/cohort/actor"
+	"github.com/cohort-go/cohort/internal/etcdtest"
 	"github.com/cohort-go/cohort/registry"
 	"github.com/cohort-go/cohort/supervisor"
 )
@@ -82,5 +84,17 @@ func TestCallNameBadInput(t *testing.T) {
 	}
 	if _, err := n.CallName(ctx, "absent", "x", "hi"); !errors.Is(err, cohort.ErrNodeDown) {
 		t.Errorf("CallName on an absent node = %v, want ErrNodeDown", err)
+	}
+}
+
+// A distributed supervisor needs a name it can keep in etcd keys.
+func TestDistributedSupervisorBadName(t *testing.T) {
+	cl := etcdtest.Start(t)
+	n := startNode(t, cohort.Config{NodeID: "a", Endpoints: cl.Endpoints(), LeaseTTL: 2 * time.Second})
+	for _, name := range []string{"", " ", "a/b", "x\x00"} {
+		_, err := n.DistributedSupervisor(context.Background(), name, supervisor.DistributedOptions{})
+		if !errors.Is(err, supervisor.ErrInvalidSpec) || !strings.Contains(err.Error(), "supervisor name") || strings.Contains(err.Error(), "child id") {
+			t.Errorf("DistributedSupervisor(%q) = %v, want ErrInvalidSpec about the supervisor name", name, err)
+		}
 	}
 }
