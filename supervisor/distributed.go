@@ -85,7 +85,7 @@ type Handoffer interface {
 // handed off to the next node that runs the supervisor (which may come
 // later, when this was the last one). Calls that were queued to it and not
 // handled are retried on the new instance by Distributed.Call.
-var ErrMoved = errors.New("supervisor: child stopped to move (handed off to the next node running its supervisor)")
+var ErrMoved = errors.New("supervisor: child stopped to move (its state, if any, is kept for its next instance, on whichever node runs the supervisor next)")
 
 // Distributed errors.
 var (
