@@ -51,7 +51,7 @@ func TestLeaveOfANodeThatIsBackFailsNothing(t *testing.T) {
 		got <- err
 	}()
 	<-g.entered
-	a.peerLeft("b") // a late leave: b's member key is there
+	a.peersLeft([]string{"b"}) // a late leave: b's member key is there
 	close(g.open)
 	if err := <-got; err != nil {
 		t.Fatalf("the call pending on b ended with %v, want its reply", err)

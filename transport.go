@@ -181,11 +181,13 @@ func (n *Node) startTransport() error {
 				if !ok {
 					return
 				}
+				var left []string
 				for _, m := range c.Left {
 					if m.ID != n.cfg.NodeID {
-						n.peerLeft(m.ID)
+						left = append(left, m.ID)
 					}
 				}
+				n.peersLeft(left)
 				for _, m := range c.Joined {
 					if m.ID != n.cfg.NodeID && m.TLS != n.member.TLS {
 						n.log.Warn("a node joined that cannot exchange messages with this one", zap.String("peer", m.ID),
@@ -200,23 +202,35 @@ func (n *Node) startTransport() error {
 	return nil
 }
 
-// peerLeft tells the transport that node left, failing what is pending on
-// it at once, unless the node is already back: its member key exists
+// peersLeft tells the transport that nodes left, failing what is pending
+// on them at once, except for those already back: their member keys exist
 // again. The ring and the supervisors watch etcd on separate streams, so
 // the leave of a node that lost its lease and rejoined at once can reach
 // the ring after a caller has already sent to the node's new instance;
 // the stream to the node is healthy, and what is pending on it will be
-// answered.
-func (n *Node) peerLeft(node string) {
-	ctx, cancel := context.WithTimeout(n.ctx, time.Second)
-	resp, err := n.client.Get(ctx, ring.MemberKey(n.cfg.Prefix, node), clientv3.WithCountOnly())
-	cancel()
-	if err == nil && resp.Count > 0 {
-		n.log.Info("node left and is back", zap.String("peer", node))
+// answered. One read of the member keys, bounded by a second, serves the
+// whole batch; if it fails, every node in it is taken as gone.
+func (n *Node) peersLeft(nodes []string) {
+	if len(nodes) == 0 {
 		return
 	}
-	n.log.Info("node left", zap.String("peer", node))
-	n.transport.NodeLeft(node)
+	back := map[string]bool{}
+	ctx, cancel := context.WithTimeout(n.ctx, time.Second)
+	resp, err := n.client.Get(ctx, ring.MembersPrefix(n.cfg.Prefix), clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	cancel()
+	if err == nil {
+		for _, kv := range resp.Kvs {
+			back[strings.TrimPrefix(string(kv.Key), ring.MembersPrefix(n.cfg.Prefix))] = true
+		}
+	}
+	for _, node := range nodes {
+		if back[node] {
+			n.log.Info("node left and is back", zap.String("peer", node))
+			continue
+		}
+		n.log.Info("node left", zap.String("peer", node))
+		n.transport.NodeLeft(node)
+	}
 }
 
 // explainPeer says what this node knows of why messages to node fail: a

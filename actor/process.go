@@ -273,7 +273,21 @@ func (p *process) handle(env *envelope) {
 			p.crashed(newPanicError(r))
 		}
 	}()
-	switch env.kind() {
+	k := env.kind()
+	switch k {
+	case kindCastTaken, kindInfoTaken:
+		// Told to its sender as taken, then handled as a cast or a
+		// raw message.
+		if !p.take(env) {
+			return
+		}
+		if k == kindCastTaken {
+			k = kindCast
+		} else {
+			k = kindInfo
+		}
+	}
+	switch k {
 	case kindCall:
 		reply := env.replyTo()
 		c.reply, c.deadline, c.deferred = reply, env.slot.deadline, false
@@ -291,17 +305,6 @@ func (p *process) handle(env *envelope) {
 		reply := env.replyTo()
 		val, err := env.msg.(ExecFunc)(p.actor, c)
 		reply.Reply(val, err)
-	case kindCastTaken, kindInfoTaken:
-		if !p.take(env) {
-			return
-		}
-		if env.kind() == kindCastTaken {
-			if err := p.cast.HandleCast(c, env.msg); err != nil && c.stop == nil {
-				c.stop = err
-			}
-		} else if err := p.info.HandleInfo(c, env.msg); err != nil && c.stop == nil {
-			c.stop = err
-		}
 	case kindCast:
 		if err := p.cast.HandleCast(c, env.msg); err != nil && c.stop == nil {
 			c.stop = err

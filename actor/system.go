@@ -506,9 +506,10 @@ func (s *System) Send(to Target, msg any) error {
 // first), rather than once msg is queued. It fails as Call does: at once
 // if the target does not exist (ErrNotFound) or has no HandleCast
 // (ErrUnhandled), with an *ExitError if the actor exits before taking msg,
-// with ctx's error when ctx ends first, and with an error wrapping
-// context.DeadlineExceeded if ctx's deadline passed while msg was queued
-// (msg is then not handled). For a target on another node it costs a round
+// with ctx's error when ctx ends first (msg may then still be taken and
+// handled later, unless its deadline has passed), and with an error
+// wrapping context.DeadlineExceeded if ctx's deadline passed while msg was
+// queued (msg is then not handled). For a target on another node it costs a round
 // trip; an error that wraps ErrNotDelivered, ErrNotFound or an
 // *ExitError says the message was certainly not handled, so it may be sent
 // again elsewhere without being handled twice.

@@ -895,20 +895,22 @@ func (d *Distributed) start(ep *lease.Epoch, spec ChildSpec, in instance, token 
 		d.ranOnce[spec.ID] = struct{}{}
 	}
 	d.mu.Unlock()
+	exited := func(down actor.Down) {
+		d.mu.Lock()
+		d.exits = append(d.exits, childExit{id: spec.ID, down: down})
+		d.mu.Unlock()
+		d.poke()
+	}
 	err := in.err
 	if err == nil {
-		// Watched before it starts: a child that exits at once (a message
-		// queued for it before it started may stop it) is seen with its
-		// own exit reason, not as an actor already gone.
-		mon := d.c.System.MonitorFunc(ref, func(down actor.Down) {
-			d.mu.Lock()
-			d.exits = append(d.exits, childExit{id: spec.ID, down: down})
-			d.mu.Unlock()
-			d.poke()
-		})
-		if err = in.pr.Start(InitArgs{ID: spec.ID, Args: spec.Args, Handoff: handoff, Token: token, ownerKey: d.k.owner(spec.ID)}); err != nil {
-			d.c.System.Demonitor(mon)
-		}
+		// Watched before it starts, so that its exit is reported with
+		// its own reason however soon it comes (a message queued before
+		// the start may stop it at once), and so is a failed start (its
+		// Init's error).
+		d.c.System.MonitorFunc(ref, exited)
+		err = in.pr.Start(InitArgs{ID: spec.ID, Args: spec.Args, Handoff: handoff, Token: token, ownerKey: d.k.owner(spec.ID)})
+	} else {
+		exited(actor.Down{Ref: ref, Reason: err}) // never prepared: nothing to watch
 	}
 	d.mu.Lock()
 	fenced := lc.stopping
@@ -921,10 +923,6 @@ func (d *Distributed) start(ep *lease.Epoch, spec ChildSpec, in instance, token 
 	}
 	if err != nil {
 		d.log.Warn("child failed to start", zap.String("child", spec.ID), zap.Error(err))
-		d.mu.Lock()
-		d.exits = append(d.exits, childExit{id: spec.ID, down: actor.Down{Ref: ref, Reason: err}})
-		d.mu.Unlock()
-		d.poke()
 		return
 	}
 	t := DistChildStarted

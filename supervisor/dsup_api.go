@@ -366,7 +366,10 @@ func (d *Distributed) Call(ctx context.Context, id string, msg any) (any, error)
 // stopped to move, or a node leaving, did not take is sent again to the
 // next instance, so a planned move loses none and none is handled twice.
 // It costs a round trip to the child's node; for fire-and-forget casts
-// to a Ref, with at-most-once delivery, use the node's Cast.
+// to a Ref, with at-most-once delivery, use the node's Cast. When ctx ends
+// first it returns an error wrapping ctx's, and msg may or may not be
+// handled; an error wrapping actor.ErrNodeDown alone (the child's node
+// failed with msg in flight) says the same.
 func (d *Distributed) Cast(ctx context.Context, id string, msg any) error {
 	_, err := d.deliver(ctx, id, func(ref actor.Ref) (any, error) { return nil, d.c.System.CastTaken(ctx, ref, msg) })
 	return err
