@@ -671,7 +671,11 @@ func TestDistributedHandoffOfLargeStates(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitAllRunning(t, da, append([]string{huge}, onB...), 10*time.Second)
+	for id, node := range waitAllRunning(t, da, append([]string{huge}, onB...), 10*time.Second) {
+		if node != "b" {
+			t.Fatalf("%s runs on %s, want b (where a placed it)", id, node)
+		}
+	}
 	if err := b.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}

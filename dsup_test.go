@@ -508,6 +508,16 @@ func TestDistributedEligibility(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitMembers(t, a.Node, "a", "b", "c")
+	// An id with no spec yet goes among the nodes that run the supervisor
+	// with its role: never to a, which runs it without the role.
+	etcdtest.WaitFor(t, 10*time.Second, 5*time.Millisecond, "NodeFor of new ids to give b and c only", func() bool {
+		seen := map[string]bool{}
+		for i := range 64 {
+			n, _ := a.sup.NodeFor(fmt.Sprintf("new-%d", i))
+			seen[n] = true
+		}
+		return len(seen) == 2 && seen["b"] && seen["c"]
+	})
 	// a offers the kind but not the role; c has the role but not the kind.
 	ids := startCounters(t, a.sup, 20)
 	where := waitAllRunning(t, a.sup, ids, 10*time.Second)

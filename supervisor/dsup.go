@@ -343,13 +343,14 @@ func (d *Distributed) emit(e DistEvent) {
 }
 
 // filter is the eligibility filter for a kind under the options, built
-// once per kind.
+// once per kind; for kind "" it matches the nodes eligible whatever the
+// kind.
 func (d *Distributed) filter(kind string) ring.Filter {
 	if f, ok := d.filters.Load(kind); ok {
 		return f.(ring.Filter)
 	}
 	f := ring.Filter{Key: "dsup:" + d.name + ":" + kind, Match: func(m ring.Member) bool {
-		if !m.HasKind(kind) || !m.RunsSupervisor(d.name) {
+		if (kind != "" && !m.HasKind(kind)) || !m.RunsSupervisor(d.name) {
 			return false
 		}
 		if d.o.Role != "" && !m.HasRole(d.o.Role) {
@@ -367,16 +368,20 @@ func (d *Distributed) place(spec ChildSpec, snap *ring.Snapshot) (string, bool) 
 		m, ok := snap.Member(spec.Node)
 		return spec.Node, ok && d.filter(spec.Kind).Match(m)
 	}
-	f := d.filter(spec.Kind)
+	return d.placeAmong(spec.ID, d.filter(spec.Kind), snap)
+}
+
+// placeAmong returns the node id belongs on among the members f matches.
+func (d *Distributed) placeAmong(id string, f ring.Filter, snap *ring.Snapshot) (string, bool) {
 	if d.o.Locator == nil {
-		return snap.NodeForAmong(spec.ID, f)
+		return snap.NodeForAmong(id, f)
 	}
 	sub := snap.Among(f)
 	ids := sub.IDs()
 	if len(ids) == 0 {
 		return "", false
 	}
-	n := d.o.Locator(spec.ID, ids)
+	n := d.o.Locator(id, ids)
 	return n, slices.Contains(ids, n)
 }
 

@@ -543,14 +543,17 @@ func (d *Distributed) LocalChildren() []DistChildInfo {
 	return out
 }
 
-// NodeFor returns the node the child id belongs on now (for a stored spec,
-// among the nodes that offer its kind).
+// NodeFor returns the node the child id belongs on now, as this node sees
+// the ring: for a stored spec, among the nodes that offer its kind; for an
+// id with no spec yet, among the nodes that run the supervisor and match
+// its Role and Nodes options (where a child of a kind they all register
+// would go).
 func (d *Distributed) NodeFor(id string) (string, bool) {
 	snap := d.c.Ring.Snapshot()
 	if spec, ok := d.specOf(id); ok {
 		return d.place(spec, snap)
 	}
-	return snap.NodeFor(id)
+	return d.placeAmong(id, d.filter(""), snap)
 }
 
 // Mine reports whether the child id belongs on this node.
