@@ -847,10 +847,11 @@ func TestDistributedTransientExitingAtStartIsRemoved(t *testing.T) {
 	const n = 30
 	for i := range n {
 		id := fmt.Sprintf("once-%02d", i)
-		// StartChild may find the child already gone, its spec removed.
-		_, _, err := a.sup.StartChild(ctx, supervisor.ChildSpec{ID: id, Kind: "oneshot", Restart: supervisor.Transient})
-		if err != nil && !errors.Is(err, supervisor.ErrChildNotFound) {
-			t.Fatal(err)
+		// StartChild returns the Ref the child ran under, even when it
+		// has already stopped and its spec is removed.
+		ref, _, err := a.sup.StartChild(ctx, supervisor.ChildSpec{ID: id, Kind: "oneshot", Restart: supervisor.Transient})
+		if err != nil || ref.IsZero() {
+			t.Fatalf("StartChild of %s: %v, %v; want its Ref", id, ref, err)
 		}
 		waitGone(t, a.sup, id)
 	}

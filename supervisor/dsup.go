@@ -65,12 +65,70 @@ type Distributed struct {
 	ringAwait bool
 	waiting   map[string]struct{} // ids to look at again then
 
+	// starts are the ids a StartChild or FindOrStart on this node waits
+	// to see claimed, with the first Ref claimed for each, taken as the
+	// mirror decodes owner keys: a child that ran and stopped (its spec
+	// removed) before the wait looked is still answered with its Ref.
+	startMu sync.Mutex
+	starts  map[string]*startWatch
+	startN  atomic.Int32 // len(starts), read without startMu
+
 	pass      sync.Mutex // held by a reconcile pass
 	withdrawn sync.Once  // the offer of StartDistributed withdrawn
 	kick      chan struct{}
 	ctx       context.Context
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
+}
+
+// startWatch is the claim of one id that calls on this node wait for.
+type startWatch struct {
+	waiters int
+	ref     actor.Ref // the first Ref claimed, zero until then
+}
+
+// watchStart records the Refs claimed for id until the returned func is
+// called.
+func (d *Distributed) watchStart(id string) (done func()) {
+	d.startMu.Lock()
+	defer d.startMu.Unlock()
+	if d.starts == nil {
+		d.starts = make(map[string]*startWatch)
+	}
+	w := d.starts[id]
+	if w == nil {
+		w = &startWatch{}
+		d.starts[id] = w
+		d.startN.Add(1)
+	}
+	w.waiters++
+	return func() {
+		d.startMu.Lock()
+		defer d.startMu.Unlock()
+		if w.waiters--; w.waiters == 0 {
+			delete(d.starts, id)
+			d.startN.Add(-1)
+		}
+	}
+}
+
+// claimed notes the Ref an owner key of id names, for watchStart.
+func (d *Distributed) claimed(id string, ref actor.Ref) {
+	d.startMu.Lock()
+	if w := d.starts[id]; w != nil && w.ref.IsZero() {
+		w.ref = ref
+	}
+	d.startMu.Unlock()
+}
+
+// startedRef returns the Ref claimed for id since watchStart, if any.
+func (d *Distributed) startedRef(id string) (actor.Ref, bool) {
+	d.startMu.Lock()
+	defer d.startMu.Unlock()
+	if w := d.starts[id]; w != nil && !w.ref.IsZero() {
+		return w.ref, true
+	}
+	return actor.Ref{}, false
 }
 
 // childExit is the exit of the instance down.Ref of the local child id.
@@ -402,6 +460,11 @@ func (d *Distributed) decodeKey(key string, value []byte) any {
 	switch {
 	case d.k.has(key, "owners/"):
 		v, ok := decodeOwnerIn(value, &d.names)
+		if ok && d.startN.Load() > 0 {
+			if id, isID := d.k.idOf(key, "owners/"); isID {
+				d.claimed(id, v.Ref)
+			}
+		}
 		return decoded[owner]{v, ok}
 	case d.k.has(key, "status/"):
 		v, ok := decode[status](value)

@@ -103,6 +103,10 @@ func (d *Distributed) prepareAt(spec ChildSpec, snap *ring.Snapshot) (ChildSpec,
 // is restarted as any exit is (a call that waited for that Init fails
 // with its error), and once past ClusterMaxRestarts Call and
 // WhichChildren report ErrChildFailed; StartChild does not wait for that.
+// A child that stops for good before the wait sees it run (a temporary
+// child, or a transient one stopping normally) is answered with the Ref
+// it ran under, as OTP's start_child answers with a pid that may have
+// exited already.
 // A child with that id already existing fails with *AlreadyStartedError
 // (also ErrChildFailed if it has failed). The spec is durable: it survives
 // the loss of any node and a restart of the whole cluster while etcd
@@ -114,6 +118,7 @@ func (d *Distributed) StartChild(ctx context.Context, spec ChildSpec) (actor.Ref
 	if err != nil {
 		return actor.Ref{}, spec.ID, err
 	}
+	defer d.watchStart(spec.ID)()
 	created, err := d.putSpec(ctx, spec)
 	if err != nil {
 		return actor.Ref{}, spec.ID, err
@@ -146,6 +151,7 @@ func (d *Distributed) FindOrStart(ctx context.Context, spec ChildSpec) (actor.Re
 	if err != nil {
 		return actor.Ref{}, err
 	}
+	defer d.watchStart(spec.ID)()
 	if _, err := d.putSpec(ctx, spec); err != nil {
 		return actor.Ref{}, err
 	}
@@ -265,7 +271,12 @@ func (d *Distributed) putSpecs(ctx context.Context, specs []ChildSpec) error {
 	return nil
 }
 
-// waitRunning waits until id has an owner whose Ref is not old.
+// waitRunning waits until id has an owner whose Ref is not old. A child
+// whose spec is gone was removed, or ran and stopped for good (a
+// temporary child, or a transient one that stopped normally): in that
+// case the Ref it ran under, if a watchStart saw it claimed, is returned,
+// as OTP's start_child returns the pid of a child that has already
+// exited.
 func (d *Distributed) waitRunning(ctx context.Context, id string, old actor.Ref) (actor.Ref, error) {
 	for {
 		if d.ctx.Err() != nil {
@@ -273,6 +284,9 @@ func (d *Distributed) waitRunning(ctx context.Context, id string, old actor.Ref)
 		}
 		changed := d.m.Changed()
 		if _, ok := d.specOf(id); !ok {
+			if ref, ok := d.startedRef(id); ok && ref != old {
+				return ref, nil
+			}
 			return actor.Ref{}, fmt.Errorf("%w: %q", ErrChildNotFound, id)
 		}
 		if st := d.statusOf(id); st.Failed {
