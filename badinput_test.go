@@ -98,3 +98,29 @@ func TestDistributedSupervisorBadName(t *testing.T) {
 		}
 	}
 }
+
+// Calls, casts, sends and terminations of a malformed child id fail at
+// once with ErrInvalidSpec, not as a child not found or a timeout.
+func TestDistributedBadChildID(t *testing.T) {
+	cl := etcdtest.Start(t)
+	n := startNode(t, cohort.Config{NodeID: "a", Endpoints: cl.Endpoints(), LeaseTTL: 2 * time.Second})
+	d, err := n.DistributedSupervisor(context.Background(), "users", supervisor.DistributedOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, id := range []string{"", " x", "a/b", "x\x00"} {
+		_, callErr := d.Call(ctx, id, "hi")
+		for op, err := range map[string]error{
+			"Call":           callErr,
+			"Cast":           d.Cast(ctx, id, "hi"),
+			"Send":           d.Send(ctx, id, "hi"),
+			"TerminateChild": d.TerminateChild(ctx, id),
+		} {
+			if !errors.Is(err, supervisor.ErrInvalidSpec) || !strings.Contains(err.Error(), "child id") {
+				t.Errorf("%s(%q) = %v, want ErrInvalidSpec about the child id", op, id, err)
+			}
+		}
+	}
+}

@@ -329,6 +329,9 @@ func (d *Distributed) Whereis(id string) (actor.Ref, error) {
 // stopped to move, or its node is leaving and did not read it — is held
 // and sent again to the next instance, until ctx ends.
 func (d *Distributed) deliver(ctx context.Context, id string, send func(actor.Ref) (any, error)) (any, error) {
+	if err := validateID(id); err != nil {
+		return nil, err
+	}
 	old := actor.Ref{}
 	backoff := time.Millisecond
 	for {
