@@ -307,7 +307,9 @@ func (n *Node) Endpoints() []string { return n.client.Endpoints() }
 // its names resolve through the global registry after the local table.
 func (n *Node) System() *actor.System { return n.sys }
 
-// Client returns the node's etcd client.
+// Client returns the node's etcd client. Stop closes it: a request made
+// with it afterwards fails, once the etcd client's own retries are spent
+// (about 2.5 s).
 func (n *Node) Client() *clientv3.Client { return n.client }
 
 // Session returns the node's lease session, whose epochs end when the node
