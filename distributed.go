@@ -15,9 +15,10 @@ import (
 // RegisterKind registers a factory under a kind name on this node and
 // publishes the kind in the node's member key, so distributed supervisors
 // place children of that kind here. Register the same kinds on every node
-// that should run them. A kind is a valid actor name (actor.ValidateName:
-// non-empty, at most actor.MaxNameLen bytes of UTF-8, no control
-// characters). It fails with an error wrapping ErrInvalidConfig on a kind
+// that should run them. Registering a kind again replaces its factory
+// for the children started from then on. A kind is a valid actor name
+// (actor.ValidateName: non-empty, at most actor.MaxNameLen bytes of UTF-8,
+// no control characters). It fails with an error wrapping ErrInvalidConfig on a kind
 // that is not, or a nil factory, and with ErrStopped on a stopped node.
 func (n *Node) RegisterKind(kind string, f supervisor.Factory) error {
 	if err := actor.ValidateName(kind); err != nil {
