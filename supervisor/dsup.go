@@ -64,6 +64,12 @@ type Distributed struct {
 	ringWant  int64
 	ringAwait bool
 	waiting   map[string]struct{} // ids to look at again then
+	// doubt holds the children whose owner key may be this node's under
+	// the epoch with no instance here: a claim, a restart or a release
+	// that etcd did not answer. The pass releases such a key (with the
+	// state the release carried), so the child is claimed anew rather
+	// than left owned and stopped until the epoch ends.
+	doubt map[string]doubtful
 
 	// starts are the ids a StartChild or FindOrStart on this node waits
 	// to see claimed, with the first Ref claimed for each, taken as the
@@ -131,6 +137,43 @@ func (d *Distributed) startedRef(id string) (actor.Ref, bool) {
 	return actor.Ref{}, false
 }
 
+// doubtful is an owner key in doubt, and the release that settles it.
+type doubtful struct {
+	ep *lease.Epoch
+	r  release
+}
+
+// inDoubt records that etcd did not answer a request that wrote, or was
+// to delete, the owner keys of rs under ep, and looks at them again soon.
+func (d *Distributed) inDoubt(ep *lease.Epoch, rs ...release) {
+	d.mu.Lock()
+	for _, r := range rs {
+		d.doubt[r.id] = doubtful{ep: ep, r: r}
+	}
+	d.mu.Unlock()
+	d.markDirty(idsOf(rs)...)
+}
+
+// settled forgets the doubt about ids: their owner keys were written or
+// deleted as intended.
+func (d *Distributed) settled(ids ...string) {
+	d.mu.Lock()
+	if len(d.doubt) > 0 {
+		for _, id := range ids {
+			delete(d.doubt, id)
+		}
+	}
+	d.mu.Unlock()
+}
+
+func idsOf(rs []release) []string {
+	ids := make([]string, len(rs))
+	for i, r := range rs {
+		ids[i] = r.id
+	}
+	return ids
+}
+
 // childExit is the exit of the instance down.Ref of the local child id.
 type childExit struct {
 	id   string
@@ -188,7 +231,7 @@ func StartDistributed(ctx context.Context, c Cluster, name string, o Distributed
 	}
 	d := &Distributed{name: name, c: c, o: o, k: keys{root: c.Prefix + "/sup/" + name + "/"},
 		log: log.With(zap.String("dsup", name)), local: make(map[string]*localChild),
-		dirty: make(map[string]struct{}), waiting: make(map[string]struct{}), deferred: make(map[string]struct{}), ranOnce: make(map[string]struct{}), full: true, kick: make(chan struct{}, 1)}
+		dirty: make(map[string]struct{}), waiting: make(map[string]struct{}), doubt: make(map[string]doubtful), deferred: make(map[string]struct{}), ranOnce: make(map[string]struct{}), full: true, kick: make(chan struct{}, 1)}
 	d.runs = ring.Filter{Key: "dsup:" + name, Match: func(m ring.Member) bool { return m.RunsSupervisor(name) }}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	// The mirror lives as long as the supervisor; ctx bounds only its
@@ -244,12 +287,15 @@ func (d *Distributed) onUpdate(u mirror.Update) {
 			d.dirty[id] = struct{}{}
 		} else if d.k.has(key, "handoff/") && (u.Deleted == nil || !u.Deleted[i]) {
 			d.handoffSeen.Store(time.Now().UnixNano())
-		} else if id, ok := d.k.idOf(key, "owners/"); ok && (u.Deleted == nil || u.Deleted[i]) {
+		} else if id, ok := d.k.idOf(key, "owners/"); ok {
 			// A new owner key asks nothing of the reconciler: its own
 			// claims start their children, and a key of its own from an
 			// earlier epoch is found by the full pass after the epoch
-			// changes. A deleted one may have to be claimed.
-			d.dirty[id] = struct{}{}
+			// changes; unless it is a key in doubt. A deleted one may
+			// have to be claimed.
+			if _, doubt := d.doubt[id]; doubt || u.Deleted == nil || u.Deleted[i] {
+				d.dirty[id] = struct{}{}
+			}
 		}
 	}
 	d.mu.Unlock()
@@ -569,8 +615,14 @@ func (d *Distributed) reconcile() {
 		spec, hasSpec := d.specOf(id)
 		d.mu.Lock()
 		lc := d.local[id]
+		doubt, inDoubt := d.doubt[id]
+		if inDoubt && doubt.ep != ep {
+			// Its keys went, or go, with that epoch's lease.
+			delete(d.doubt, id)
+			inDoubt = false
+		}
 		d.mu.Unlock()
-		if hasSpec && lc == nil {
+		if hasSpec && lc == nil && !inDoubt {
 			// Most ids in a pass are another live node's: nothing to do.
 			if want, ok := d.place(spec, snap); ok && want != d.c.NodeID {
 				continue
@@ -594,6 +646,12 @@ func (d *Distributed) reconcile() {
 				d.stopLocal(id, lc, ErrChildFailed)
 				d.release(ep, id, nil)
 			}
+			continue
+		}
+		if inDoubt && lc == nil && hasOwner && own.Node == d.c.NodeID && ownLease == ep.ID() {
+			// Owned under this epoch with no instance here: released,
+			// with the state its release carried, to be claimed anew.
+			d.releaseAll(ep, []release{doubt.r})
 			continue
 		}
 		want, ok := d.place(spec, snap)
@@ -732,6 +790,9 @@ func (d *Distributed) claim(ep *lease.Epoch, ids []string) {
 	wg.Wait()
 }
 
+// requestTimeout bounds each etcd request of the supervisor's own.
+var requestTimeout = 10 * time.Second
+
 // idsPerTxn is how many children one claim or release transaction covers:
 // two operations per child, within etcd's default limit of 128
 // operations per transaction (--max-txn-ops).
@@ -831,7 +892,7 @@ func (d *Distributed) claimTxn(ep *lease.Epoch, ids []string, opsPerID int, cmp 
 			ops = append(ops, take(id))
 		}
 	}
-	ctx, cancel := context.WithTimeout(ep.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(ep.Context(), requestTimeout)
 	resp, err := d.c.Client.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	cancel()
 	if err != nil || !resp.Succeeded {
@@ -841,8 +902,15 @@ func (d *Distributed) claimTxn(ep *lease.Epoch, ids []string, opsPerID int, cmp 
 	}
 	if err != nil {
 		d.log.Warn("claim failed; will retry", zap.Error(err))
-		d.markDirty(ids...)
+		rs := make([]release, len(ids))
+		for i, id := range ids {
+			rs[i] = release{id: id}
+		}
+		d.inDoubt(ep, rs...)
 		return nil, nil, false
+	}
+	if resp.Succeeded {
+		d.settled(ids...)
 	}
 	return ins, resp, true
 }
@@ -1036,13 +1104,17 @@ func (d *Distributed) childExited(ep *lease.Epoch, e childExit) {
 	}
 	in := d.prepareInstance(spec)
 	val := encodeOwner(owner{Node: d.c.NodeID, Ref: in.ref})
-	ctx, cancel := context.WithTimeout(ep.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(ep.Context(), requestTimeout)
 	resp, err := d.c.Client.Txn(ctx).
 		If(clientv3.Compare(clientv3.LeaseValue(d.k.owner(id)), "=", ep.ID())).
 		Then(clientv3.OpPut(d.k.owner(id), string(val), clientv3.WithLease(ep.ID()))).Commit()
 	cancel()
 	if err != nil || !resp.Succeeded {
 		in.abandon()
+		if err != nil {
+			d.log.Warn("restart failed; will retry", zap.String("child", id), zap.Error(err))
+			d.inDoubt(ep, release{id: id})
+		}
 		d.markDirty(id)
 		return
 	}
@@ -1105,7 +1177,7 @@ func (d *Distributed) pinnedBefore(id string, snap *ring.Snapshot) bool {
 // is now failed.
 func (d *Distributed) countFailure(id string, reason error) bool {
 	for attempt := 0; attempt < 10; attempt++ {
-		ctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
+		ctx, cancel := context.WithTimeout(d.ctx, requestTimeout)
 		resp, err := d.c.Client.Get(ctx, d.k.status(id))
 		if err != nil {
 			cancel()
@@ -1182,7 +1254,7 @@ func (d *Distributed) releaseAll(ep *lease.Epoch, rs []release) {
 				ops = append(ops, clientv3.OpPut(d.k.handoff(r.id), string(r.handoff)))
 			}
 		}
-		ctx, cancel := context.WithTimeout(ep.Context(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(ep.Context(), requestTimeout)
 		resp, err := d.c.Client.Txn(ctx).If(cmps...).Then(ops...).Commit()
 		cancel()
 		switch {
@@ -1200,8 +1272,11 @@ func (d *Distributed) releaseAll(ep *lease.Epoch, rs []release) {
 			r.handoff = nil
 			d.releaseAll(ep, []release{r})
 		case err != nil:
-			d.log.Warn("release failed", zap.Int("children", len(part)), zap.String("first", part[0].id), zap.Error(err))
-		case !resp.Succeeded && len(part) > 1:
+			d.log.Warn("release failed; will retry", zap.Int("children", len(part)), zap.String("first", part[0].id), zap.Error(err))
+			d.inDoubt(ep, part...)
+		case resp.Succeeded:
+			d.settled(idsOf(part)...)
+		case len(part) > 1:
 			for _, r := range part {
 				d.releaseAll(ep, []release{r})
 			}
@@ -1270,7 +1345,7 @@ func (d *Distributed) releaseGrouped(ep *lease.Epoch, id string, handoff []byte)
 }
 
 func (d *Distributed) deleteSpec(id string) {
-	ctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(d.ctx, requestTimeout)
 	defer cancel()
 	if _, err := d.c.Client.Txn(ctx).Then(clientv3.OpDelete(d.k.spec(id)), clientv3.OpDelete(d.k.status(id)),
 		clientv3.OpDelete(d.k.handoff(id))).Commit(); err != nil {
