@@ -37,10 +37,10 @@ func onNode(where map[string]string, node string) int {
 // stopped handle fail at once with ErrSupervisorStopped.
 func TestDistributedStopOnOneNodeHandsChildrenOver(t *testing.T) {
 	cl := etcdtest.Start(t)
-	a := startDNode(t, cl, "a", nil, supervisor.DistributedOptions{})
-	b := startDNode(t, cl, "b", nil, supervisor.DistributedOptions{})
+	a := startDNodeTTL(t, cl, "a", nil, supervisor.DistributedOptions{}, 10*time.Second)
+	b := startDNodeTTL(t, cl, "b", nil, supervisor.DistributedOptions{}, 10*time.Second)
 	// c can run counters but does not run the supervisor "users".
-	c := startNode(t, cohort.Config{NodeID: "c", Endpoints: cl.Endpoints(), LeaseTTL: 2 * time.Second})
+	c := startNode(t, cohort.Config{NodeID: "c", Endpoints: cl.Endpoints(), LeaseTTL: 10 * time.Second})
 	if err := c.RegisterKind("counter", func() actor.Actor { return &dcounter{} }); err != nil {
 		t.Fatal(err)
 	}
@@ -121,8 +121,8 @@ func TestDistributedStopOnOneNodeHandsChildrenOver(t *testing.T) {
 // their state, to the other nodes, and places none on it again.
 func TestDistributedDrainWithoutLeaving(t *testing.T) {
 	cl := etcdtest.Start(t)
-	a := startDNode(t, cl, "a", nil, supervisor.DistributedOptions{StableWindow: 50 * time.Millisecond})
-	b := startDNode(t, cl, "b", nil, supervisor.DistributedOptions{StableWindow: 50 * time.Millisecond})
+	a := startDNodeTTL(t, cl, "a", nil, supervisor.DistributedOptions{StableWindow: 50 * time.Millisecond}, 10*time.Second)
+	b := startDNodeTTL(t, cl, "b", nil, supervisor.DistributedOptions{StableWindow: 50 * time.Millisecond}, 10*time.Second)
 	waitMembers(t, a.Node, "a", "b")
 	waitPublished(t, a.Node, "b", true) // placement counts b only once a sees it run the supervisor
 	ids := startCounters(t, a.sup, 20)
@@ -375,8 +375,8 @@ func TestDistributedSupervisorConcurrentStarts(t *testing.T) {
 // a reconcile pass in progress when Drain begins is waited for.
 func TestDistributedDrainDuringStarts(t *testing.T) {
 	cl := etcdtest.Start(t)
-	a := startDNode(t, cl, "a", nil, supervisor.DistributedOptions{})
-	d := startDNode(t, cl, "d", nil, supervisor.DistributedOptions{})
+	a := startDNodeTTL(t, cl, "a", nil, supervisor.DistributedOptions{}, 10*time.Second)
+	d := startDNodeTTL(t, cl, "d", nil, supervisor.DistributedOptions{}, 10*time.Second)
 	waitMembers(t, a.Node, "a", "d")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -520,12 +520,14 @@ func waitPublished(t *testing.T, observer *cohort.Node, id string, want bool) {
 }
 
 // startPair starts nodes a and b running the supervisor "users" with
-// default options, on a new etcd, once they see each other.
+// opts, on a new etcd, once they see each other. Their leases are long:
+// the tests that use them stop nodes gracefully, and wait for no lease to
+// expire.
 func startPair(t *testing.T, opts supervisor.DistributedOptions) (dnode, dnode) {
 	t.Helper()
 	cl := etcdtest.Start(t)
-	a := startDNode(t, cl, "a", nil, opts)
-	b := startDNode(t, cl, "b", nil, opts)
+	a := startDNodeTTL(t, cl, "a", nil, opts, 10*time.Second)
+	b := startDNodeTTL(t, cl, "b", nil, opts, 10*time.Second)
 	waitMembers(t, a.Node, "a", "b")
 	waitPublished(t, a.Node, "b", true) // placement counts b only once a sees it run the supervisor
 	return a, b
@@ -620,7 +622,7 @@ func TestDistributedHandoffOfLargeStates(t *testing.T) {
 	var mu sync.Mutex
 	var stopped []supervisor.DistEvent
 	start := func(id string, listen bool) (*cohort.Node, *supervisor.Distributed) {
-		n := startNode(t, cohort.Config{NodeID: id, Endpoints: cl.Endpoints(), LeaseTTL: 2 * time.Second})
+		n := startNode(t, cohort.Config{NodeID: id, Endpoints: cl.Endpoints(), LeaseTTL: 10 * time.Second})
 		if err := n.RegisterKind("stateful", func() actor.Actor { return &stateful{} }); err != nil {
 			t.Fatal(err)
 		}

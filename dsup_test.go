@@ -74,10 +74,19 @@ type dnode struct {
 
 func startDNode(t testing.TB, cl *etcdtest.Cluster, id string, endpoints []string, opts supervisor.DistributedOptions) dnode {
 	t.Helper()
+	return startDNodeTTL(t, cl, id, endpoints, opts, 2*time.Second)
+}
+
+// startDNodeTTL is startDNode with a lease TTL of ttl. Tests that do not
+// wait for a lease to expire use a long one: a node of a loaded test
+// machine that misses its renewals fences its children, as it should,
+// and fails a test that is about something else.
+func startDNodeTTL(t testing.TB, cl *etcdtest.Cluster, id string, endpoints []string, opts supervisor.DistributedOptions, ttl time.Duration) dnode {
+	t.Helper()
 	if endpoints == nil {
 		endpoints = cl.Endpoints()
 	}
-	n := startNode(t, cohort.Config{NodeID: id, Endpoints: endpoints, LeaseTTL: 2 * time.Second})
+	n := startNode(t, cohort.Config{NodeID: id, Endpoints: endpoints, LeaseTTL: ttl})
 	if err := n.RegisterKind("counter", func() actor.Actor { return &dcounter{} }); err != nil {
 		t.Fatal(err)
 	}
