@@ -186,7 +186,13 @@ type localChild struct {
 	epoch    *lease.Epoch // the epoch it was claimed under
 	token    int64        // its owner key's create revision
 	restarts []time.Time
-	stopping bool
+	stopping bool // detached: whoever detached it stops it
+	fenced   bool // detached by a fence
+	// started is set once its Start has returned and its start event
+	// is out; an exit reported before then waits in exit, so that a
+	// child's stop never precedes its start.
+	started bool
+	exit    *actor.Down
 }
 
 // aliveUntil is when the lease the child was claimed under is last
@@ -1011,18 +1017,24 @@ func (d *Distributed) started(ep *lease.Epoch, ids []string, ins []instance, tok
 }
 
 // start starts a child's instance, whose Ref its owner key publishes.
+// start runs a claimed child: it is put in d.local at once, and its Init
+// runs in a goroutine of its own, so that a slow Init holds up neither
+// the reconciler (other children's starts, restarts and takeovers) nor a
+// Stop or Drain of the supervisor.
 func (d *Distributed) start(ep *lease.Epoch, spec ChildSpec, in instance, token int64, handoff []byte, restarts []time.Time) {
 	ref := in.ref
 	// A child starts only while its epoch is alive, and is in d.local
 	// before it is spawned, so a fence finds it; one that was fenced while
-	// it was being spawned is stopped here. The hold keeps the lost lease
-	// from being revoked (letting another node start the child) until
-	// then.
-	defer ep.Hold()()
+	// it was being spawned is stopped once its Start returns. The hold
+	// keeps the lost lease from being revoked (letting another node start
+	// the child) until then, or until it exits (it may be killed in its
+	// Init, which cannot be stopped).
+	release := ep.Hold()
 	lc := &localChild{spec: spec, ref: ref, epoch: ep, token: token, restarts: restarts}
 	d.mu.Lock()
 	if !ep.Alive() {
 		d.mu.Unlock()
+		release()
 		in.abandon()
 		return // the owner key goes with the lease
 	}
@@ -1032,40 +1044,63 @@ func (d *Distributed) start(ep *lease.Epoch, spec ChildSpec, in instance, token 
 	}
 	d.mu.Unlock()
 	exited := func(down actor.Down) {
+		release()
 		d.mu.Lock()
+		if !lc.started {
+			lc.exit = &down
+			d.mu.Unlock()
+			return
+		}
 		d.exits = append(d.exits, childExit{id: spec.ID, down: down})
 		d.mu.Unlock()
 		d.poke()
 	}
-	err := in.err
-	if err == nil {
-		// Watched before it starts, so that its exit is reported with
-		// its own reason however soon it comes (a message queued before
-		// the start may stop it at once), and so is a failed start (its
-		// Init's error).
-		d.c.System.MonitorFunc(ref, exited)
-		err = in.pr.Start(InitArgs{ID: spec.ID, Args: spec.Args, Handoff: handoff, Token: token, ownerKey: d.k.owner(spec.ID)})
-	} else {
-		exited(actor.Down{Ref: ref, Reason: err}) // never prepared: nothing to watch
+	if in.err != nil {
+		exited(actor.Down{Ref: ref, Reason: in.err}) // never prepared: nothing to watch
+		d.startDone(spec.ID, lc, in.err, handoff != nil)
+		release()
+		return
+	}
+	// Watched before it starts, so that its exit is reported with its
+	// own reason however soon it comes (a message queued before the
+	// start may stop it at once), and so is a failed start (its Init's
+	// error).
+	d.c.System.MonitorFunc(ref, exited)
+	go func() {
+		defer release()
+		err := in.pr.Start(InitArgs{ID: spec.ID, Args: spec.Args, Handoff: handoff, Token: token, ownerKey: d.k.owner(spec.ID)})
+		d.startDone(spec.ID, lc, err, handoff != nil)
+	}()
+}
+
+// startDone reports how the start of the local child id ended, once,
+// then lets its exit, if it came meanwhile, through to the reconciler.
+func (d *Distributed) startDone(id string, lc *localChild, err error, moved bool) {
+	d.mu.Lock()
+	stopping, fenced := lc.stopping, lc.fenced
+	d.mu.Unlock()
+	switch {
+	case fenced && err == nil:
+		d.stopFenced(id, lc, fmt.Errorf("%w: %w", lease.ErrEpochLost, lc.epoch.Err()))
+	case stopping:
+		// Detached while it started: whoever detached it stops it.
+	case err != nil:
+		d.log.Warn("child failed to start", zap.String("child", id), zap.Error(err))
+	case moved:
+		d.emit(DistEvent{Type: DistChildMoved, ChildID: id, Ref: lc.ref})
+	default:
+		d.emit(DistEvent{Type: DistChildStarted, ChildID: id, Ref: lc.ref})
 	}
 	d.mu.Lock()
-	fenced := lc.stopping
+	lc.started = true
+	exit := lc.exit
+	if exit != nil {
+		d.exits = append(d.exits, childExit{id: id, down: *exit})
+	}
 	d.mu.Unlock()
-	if fenced {
-		if err == nil {
-			d.stopFenced(spec.ID, lc, fmt.Errorf("%w: %w", lease.ErrEpochLost, ep.Err()))
-		}
-		return
+	if exit != nil {
+		d.poke()
 	}
-	if err != nil {
-		d.log.Warn("child failed to start", zap.String("child", spec.ID), zap.Error(err))
-		return
-	}
-	t := DistChildStarted
-	if handoff != nil {
-		t = DistChildMoved
-	}
-	d.emit(DistEvent{Type: t, ChildID: spec.ID, Ref: ref})
 }
 
 // childExited applies the restart type and the intensities to a local
@@ -1450,7 +1485,7 @@ func (d *Distributed) fence(reason error, match func(*localChild) bool) {
 	local := make(map[string]*localChild)
 	for id, lc := range d.local {
 		if match(lc) {
-			lc.stopping = true
+			lc.stopping, lc.fenced = true, true
 			local[id] = lc
 			delete(d.local, id)
 		}
