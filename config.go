@@ -113,9 +113,23 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Prefix == "" {
 		c.Prefix = "/cohort/" + c.Cluster
 	}
+	prefix := c.Prefix
 	c.Prefix = strings.TrimRight(c.Prefix, "/")
 	if c.Prefix == "" || !strings.HasPrefix(c.Prefix, "/") {
-		return c, fmt.Errorf("%w: Prefix %q must start with '/' and not be the root", ErrInvalidConfig, c.Prefix)
+		return c, fmt.Errorf("%w: Prefix %q must start with '/' and not be the root", ErrInvalidConfig, prefix)
+	}
+	if c.Addr != "" {
+		if err := checkHostPort(c.Addr); err != nil {
+			return c, fmt.Errorf("%w: Addr %q, the transport address peers dial: %v (want host:port)", ErrInvalidConfig, c.Addr, err)
+		}
+	}
+	if tc := c.Transport; tc.MaxMessageSize < 0 || tc.QueueBytes < 0 || tc.DialTimeout < 0 {
+		return c, fmt.Errorf("%w: Transport.MaxMessageSize, QueueBytes and DialTimeout must not be negative", ErrInvalidConfig)
+	}
+	if la := c.Transport.ListenAddr; la != "" {
+		if _, _, err := net.SplitHostPort(la); err != nil {
+			return c, fmt.Errorf("%w: Transport.ListenAddr %q: %v (want host:port, or :port for every interface)", ErrInvalidConfig, la, err)
+		}
 	}
 	if c.DialTimeout == 0 {
 		c.DialTimeout = 10 * time.Second
@@ -126,6 +140,10 @@ func (c Config) withDefaults() (Config, error) {
 	if c.LeaseTTL != 0 && c.LeaseTTL < lease.MinTTL {
 		return c, fmt.Errorf("%w: LeaseTTL %v is below etcd's minimum lease TTL of %v: set it to at least %v, or leave it 0 for the default 5s",
 			ErrInvalidConfig, c.LeaseTTL, lease.MinTTL, lease.MinTTL)
+	}
+	if err := c.leaseConfig().Validate(); err != nil {
+		return c, fmt.Errorf("%w: LeaseTTL %v, LeaseMargin %v: %w (lower LeaseMargin or raise LeaseTTL)",
+			ErrInvalidConfig, c.LeaseTTL, c.LeaseMargin, err)
 	}
 	for _, e := range c.Endpoints {
 		if err := checkEndpoint(e); err != nil {
@@ -154,6 +172,26 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
+// leaseConfig is the node's session lease configuration.
+func (c Config) leaseConfig() lease.Config {
+	return lease.Config{TTL: c.LeaseTTL, Margin: c.LeaseMargin, Logger: c.Logger}
+}
+
+// checkHostPort checks that a is host:port with a host and a port number.
+func checkHostPort(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return err
+	}
+	if host == "" || strings.ContainsAny(host, " /") {
+		return fmt.Errorf("bad host %q", host)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+		return fmt.Errorf("bad port %q", port)
+	}
+	return nil
+}
+
 // checkEndpoint checks that e names an etcd client endpoint: host:port,
 // optionally after http://, https://, unix:// or unixs://.
 func checkEndpoint(e string) error {
@@ -171,15 +209,5 @@ func checkEndpoint(e string) error {
 		}
 		hostport = strings.TrimSuffix(e[i+3:], "/")
 	}
-	host, port, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return err
-	}
-	if host == "" || strings.ContainsAny(host, " /") {
-		return fmt.Errorf("bad host %q", host)
-	}
-	if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
-		return fmt.Errorf("bad port %q", port)
-	}
-	return nil
+	return checkHostPort(hostport)
 }

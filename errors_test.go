@@ -39,6 +39,10 @@ func TestBadConfig(t *testing.T) {
 		"negative message size":    {Transport: cohort.TransportConfig{MaxMessageSize: -1}},
 		"unparsable listen addr":   {Transport: cohort.TransportConfig{ListenAddr: "no-port"}},
 		"transport tls half given": {Transport: cohort.TransportConfig{CAFile: "/nonexistent/ca.pem"}},
+		"addr without port":        {Addr: "garbage"},
+		"addr without host":        {Addr: ":9000"},
+		"addr with bad port":       {Addr: "10.0.0.1:http"},
+		"root prefix":              {Prefix: "/"},
 	}
 	var never *cohort.Node // what a failed Start returns
 	if err := never.Stop(context.Background()); err != nil {

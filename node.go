@@ -115,11 +115,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.ping(ctx, endpoints); err != nil {
 		return nil, err
 	}
-	n.session, err = lease.Start(n.ctx, n.client, lease.Config{TTL: cfg.LeaseTTL, Margin: cfg.LeaseMargin, Logger: n.log})
-	if errors.Is(err, lease.ErrInvalidConfig) {
-		return nil, fmt.Errorf("%w: LeaseTTL %v, LeaseMargin %v: %w (lower LeaseMargin or raise LeaseTTL)",
-			ErrInvalidConfig, cfg.LeaseTTL, cfg.LeaseMargin, err)
-	}
+	lc := cfg.leaseConfig()
+	lc.Logger = n.log
+	n.session, err = lease.Start(n.ctx, n.client, lc)
 	if err != nil {
 		return nil, fmt.Errorf("cohort: session lease: %w", err)
 	}

@@ -122,11 +122,7 @@ func (c TransportConfig) tlsConfigs() (server, client *tls.Config, err error) {
 // listenTransport opens the transport's listener and returns the address
 // to publish in the member key: Config.Addr, or else the listener's.
 func (n *Node) listenTransport() (string, error) {
-	tc := n.cfg.Transport
-	if tc.MaxMessageSize < 0 || tc.QueueBytes < 0 || tc.DialTimeout < 0 {
-		return "", fmt.Errorf("%w: Transport.MaxMessageSize, QueueBytes and DialTimeout must not be negative", ErrInvalidConfig)
-	}
-	addr := tc.ListenAddr
+	addr := n.cfg.Transport.ListenAddr
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}

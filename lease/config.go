@@ -49,6 +49,13 @@ type Config struct {
 	Logger *zap.Logger
 }
 
+// Validate reports, with an error wrapping ErrInvalidConfig, a field out
+// of range, as Start would, without a client.
+func (cfg Config) Validate() error {
+	_, err := cfg.withDefaults()
+	return err
+}
+
 // withDefaults returns cfg with every zero field replaced by its default,
 // or an error wrapping ErrInvalidConfig.
 func (cfg Config) withDefaults() (Config, error) {
