@@ -694,6 +694,10 @@ func TestDistributedStartChildren(t *testing.T) {
 	if _, err := a.sup.StartChildren(ctx, bad); !errors.Is(err, supervisor.ErrInvalidSpec) {
 		t.Fatalf("invalid spec: %v, want ErrInvalidSpec", err)
 	}
+	dup := []supervisor.ChildSpec{{ID: "t4", Kind: "counter"}, {ID: "t5", Kind: "counter"}, {ID: "t4", Kind: "counter"}}
+	if _, err := a.sup.StartChildren(ctx, dup); !errors.Is(err, supervisor.ErrInvalidSpec) || !strings.Contains(err.Error(), "same id") {
+		t.Fatalf("one id twice in a batch: %v, want ErrInvalidSpec", err)
+	}
 	unknown := []supervisor.ChildSpec{{ID: "t2", Kind: "counter"}, {ID: "t3", Kind: "nope"}}
 	if _, err := a.sup.StartChildren(ctx, unknown); !errors.Is(err, supervisor.ErrUnknownKind) {
 		t.Fatalf("unknown kind: %v, want ErrUnknownKind", err)

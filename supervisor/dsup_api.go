@@ -198,7 +198,12 @@ func (d *Distributed) StartChildren(ctx context.Context, specs []ChildSpec) ([]s
 	snap, fresh := d.c.Ring.Snapshot(), false
 	prepared := make([]ChildSpec, len(specs))
 	ids := make([]string, len(specs))
+	seen := make(map[string]int, len(specs))
 	for i, s := range specs {
+		if j, dup := seen[s.ID]; dup && s.ID != "" {
+			return nil, fmt.Errorf("%w: specs %d and %d have the same id %q", ErrInvalidSpec, j, i, s.ID)
+		}
+		seen[s.ID] = i
 		s, err := d.prepareAt(s, snap)
 		if errors.Is(err, ErrUnknownKind) && !fresh {
 			if snap, fresh = d.freshRing(ctx); fresh {
