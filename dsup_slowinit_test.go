@@ -2,7 +2,9 @@ package cohort_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,5 +92,27 @@ func TestDistributedBlockedInitHoldsUpNothingElse(t *testing.T) {
 		if err != nil || v != 1 {
 			t.Fatalf("%s after b stopped: %v, %v; want 1", id, v, err)
 		}
+	}
+}
+
+// A call to a child that no live node can run fails at its deadline
+// saying so, not only that the wait timed out.
+func TestDistributedCallToUnrunnableChildSaysWhy(t *testing.T) {
+	a, b := startPair(t, supervisor.DistributedOptions{})
+	if err := b.RegisterKind("only-b", func() actor.Actor { return &dcounter{} }); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, _, err := a.sup.StartChild(ctx, supervisor.ChildSpec{ID: "x", Kind: "only-b"}); err != nil {
+		t.Fatal(err)
+	}
+	b.sup.Stop(ctx)
+	waitPublished(t, a.Node, "b", false)
+	callCtx, callCancel := context.WithTimeout(ctx, time.Second)
+	defer callCancel()
+	_, err := a.sup.Call(callCtx, "x", "get")
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), `no live node runs the supervisor with kind "only-b"`) {
+		t.Fatalf("call to a child no node can run: %v", err)
 	}
 }

@@ -303,10 +303,28 @@ func (d *Distributed) waitRunning(ctx context.Context, id string, old actor.Ref)
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return actor.Ref{}, fmt.Errorf("supervisor: waiting for child %q to run: %w", id, ctx.Err())
+			return actor.Ref{}, fmt.Errorf("supervisor: waiting for child %q to run (%s): %w", id, d.whyNotRunning(id), ctx.Err())
 		case <-d.ctx.Done():
 			return actor.Ref{}, ErrSupervisorStopped
 		}
+	}
+}
+
+// whyNotRunning says, as this node sees it, why the child id has no
+// instance.
+func (d *Distributed) whyNotRunning(id string) string {
+	spec, ok := d.specOf(id)
+	if !ok {
+		return "its spec is gone"
+	}
+	node, ok := d.place(spec, d.c.Ring.Snapshot())
+	switch {
+	case !ok && spec.Node != "":
+		return fmt.Sprintf("its node %q is down, or does not run the supervisor with kind %q", spec.Node, spec.Kind)
+	case !ok:
+		return fmt.Sprintf("no live node runs the supervisor with kind %q", spec.Kind)
+	default:
+		return fmt.Sprintf("it belongs on %s, which has not started it yet", node)
 	}
 }
 
