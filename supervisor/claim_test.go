@@ -29,23 +29,30 @@ func (r *initRecorder) HandleCall(*actor.Context, any) (any, error) { return nil
 // kind's factory, or nil for none.
 func bareCluster(t *testing.T, prefix string, kind Factory) Cluster {
 	t.Helper()
-	cl := etcdtest.Start(t)
-	cli := cl.Client(t)
+	cli := etcdtest.Start(t).Client(t)
+	return bareClusterOn(t, cli, cli, prefix, kind, 5*time.Second)
+}
+
+// bareClusterOn is bareCluster on the clients given: the lease session
+// and the ring use direct, the supervisor's own requests go through kv;
+// the session's lease TTL is ttl.
+func bareClusterOn(t *testing.T, direct, kv *clientv3.Client, prefix string, kind Factory, ttl time.Duration) Cluster {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	sess, err := lease.Start(ctx, cli, lease.Config{TTL: 5 * time.Second})
+	sess, err := lease.Start(ctx, direct, lease.Config{TTL: ttl})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sess.Close(context.Background()) })
-	rg, err := ring.Watch(ctx, cli, prefix, ring.Options{LocalID: "a"})
+	rg, err := ring.Watch(ctx, direct, prefix, ring.Options{LocalID: "a"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(rg.Close)
 	sys := actor.NewSystem(actor.Config{Node: "a"})
 	t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
-	return Cluster{NodeID: "a", Prefix: prefix, Client: cli, Session: sess, Ring: rg, System: sys,
+	return Cluster{NodeID: "a", Prefix: prefix, Client: kv, Session: sess, Ring: rg, System: sys,
 		Kind:  func(string) (Factory, bool) { return kind, kind != nil },
 		Offer: func(context.Context, string, bool) error { return nil }}
 }

@@ -10,8 +10,6 @@ import (
 
 	"github.com/cohort-go/cohort/actor"
 	"github.com/cohort-go/cohort/internal/etcdtest"
-	"github.com/cohort-go/cohort/lease"
-	"github.com/cohort-go/cohort/ring"
 )
 
 // crasher reports its starts and stops with an error on any cast.
@@ -41,24 +39,10 @@ func newDoubtTestSupervisor(t *testing.T) (*Distributed, *etcdtest.Proxy, *clien
 	cli := cl.Client(t)
 	proxy := etcdtest.NewProxy(t, cl.Endpoint(0))
 	viaProxy := etcdtest.Dial(t, etcdtest.ClientConfig(proxy.Addr()))
+	started := make(chan actor.Ref, 16)
+	c := bareClusterOn(t, cli, viaProxy, "/doubt", func() actor.Actor { return &crasher{started: started} }, 10*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	sess, err := lease.Start(ctx, cli, lease.Config{TTL: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sess.Close(context.Background()) })
-	rg, err := ring.Watch(ctx, cli, "/doubt", ring.Options{LocalID: "a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(rg.Close)
-	sys := actor.NewSystem(actor.Config{Node: "a"})
-	t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
-	started := make(chan actor.Ref, 16)
-	c := Cluster{NodeID: "a", Prefix: "/doubt", Client: viaProxy, Session: sess, Ring: rg, System: sys,
-		Kind:  func(string) (Factory, bool) { return func() actor.Actor { return &crasher{started: started} }, true },
-		Offer: func(context.Context, string, bool) error { return nil }}
 	d, err := StartDistributed(ctx, c, "users", DistributedOptions{Intensity: Intensity{MaxRestarts: 10, Period: time.Minute}})
 	if err != nil {
 		t.Fatal(err)
