@@ -116,7 +116,7 @@ func (c Config) withDefaults() (Config, error) {
 	prefix := c.Prefix
 	c.Prefix = strings.TrimRight(c.Prefix, "/")
 	if c.Prefix == "" || !strings.HasPrefix(c.Prefix, "/") {
-		return c, fmt.Errorf("%w: Prefix %q must start with '/' and not be the root", ErrInvalidConfig, prefix)
+		return c, fmt.Errorf("%w: Prefix %q: want an etcd key prefix below the root, such as \"/cohort/prod\"", ErrInvalidConfig, prefix)
 	}
 	if c.Addr != "" {
 		if err := checkHostPort(c.Addr); err != nil {

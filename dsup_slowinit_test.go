@@ -10,7 +10,9 @@ import (
 
 	"github.com/cohort-go/cohort/actor"
 	"github.com/cohort-go/cohort/internal/etcdtest"
+	"github.com/cohort-go/cohort/ring"
 	"github.com/cohort-go/cohort/supervisor"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // blockedInit's Init waits until its channel is closed.
@@ -71,9 +73,11 @@ func TestDistributedBlockedInitHoldsUpNothingElse(t *testing.T) {
 		}
 	}
 	// b's children, blocked one included, move to a, which takes them
-	// over although an Init blocks there; b's Stop ends within its
-	// context.
-	stopCtx, stopCancel := context.WithTimeout(ctx, 8*time.Second)
+	// over although an Init blocks there; b's Stop, given no more time
+	// than the blocked child's shutdown timeout, ends within it and still
+	// leaves the cluster cleanly (its member key deleted, its lease
+	// revoked).
+	stopCtx, stopCancel := context.WithTimeout(ctx, supervisor.DefaultWorkerShutdown)
 	defer stopCancel()
 	stopped := make(chan error, 1)
 	go func() { stopped <- b.Stop(stopCtx) }()
@@ -84,6 +88,10 @@ func TestDistributedBlockedInitHoldsUpNothingElse(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("b.Stop ran far past its context while an Init blocked")
+	}
+	resp, err := a.Client().Get(ctx, ring.MemberKey(a.Prefix(), "b"), clientv3.WithCountOnly())
+	if err != nil || resp.Count != 0 {
+		t.Fatalf("b's member key after its Stop returned: %v, %v; want it deleted", resp, err)
 	}
 	for _, id := range ids {
 		callCtx, callCancel := context.WithTimeout(ctx, 5*time.Second)

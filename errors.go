@@ -1,6 +1,9 @@
 package cohort
 
-import "errors"
+import (
+	"errors"
+	"strings"
+)
 
 // Sentinel errors of the cohort package; test for them with errors.Is.
 var (
@@ -15,3 +18,40 @@ var (
 	// ErrStopped: the node has been stopped.
 	ErrStopped = errors.New("cohort: node stopped")
 )
+
+// joinErrors joins the non-nil errors of errs into one that errors.Is and
+// errors.As see through, as errors.Join does, but printed on one line
+// ("a; b"), as log lines want: nil if there are none.
+func joinErrors(errs []error) error {
+	var flat multiError
+	for _, err := range errs {
+		if m, ok := err.(multiError); ok {
+			flat = append(flat, m...)
+		} else if err != nil {
+			flat = append(flat, err)
+		}
+	}
+	switch len(flat) {
+	case 0:
+		return nil
+	case 1:
+		return flat[0]
+	}
+	return flat
+}
+
+// multiError is the error of joinErrors.
+type multiError []error
+
+func (m multiError) Error() string {
+	var b strings.Builder
+	for i, err := range m {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(err.Error())
+	}
+	return b.String()
+}
+
+func (m multiError) Unwrap() []error { return m }

@@ -445,7 +445,10 @@ func (n *Node) systemStopped(err error) error {
 // (removing every key bound to it), closes the etcd client, and last stops
 // the embedded etcd (closing etcd under a live client would stall the
 // client for seconds). ctx bounds the etcd requests and the hand-offs;
-// the steps run whatever happens. Each etcd request is bounded by
+// the steps run whatever happens. The hand-offs get ctx less up to a
+// second (at most a quarter of it) kept for deleting the member key and
+// revoking the lease, so a child slow to stop does not cost the node a
+// clean leave. Errors of several steps come joined on one line. Each etcd request is bounded by
 // max(5 s, LeaseTTL) as well, and once one finds etcd unreachable the
 // later ones are not waited for (the lease expires on its own). Give it a live context: under one
 // already cancelled, distributed children move without their state, and
@@ -492,7 +495,16 @@ func (n *Node) Stop(ctx context.Context) error {
 		}
 		return err
 	}
-	if err := n.stopRoots(ctx); err != nil {
+	// The hand-offs get ctx less a reserve for leaving the cluster
+	// (deleting the member key, revoking the lease): a child slow to stop
+	// costs the node its hand-off time, not its clean leave.
+	work := ctx
+	if dl, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		work, cancel = context.WithDeadline(ctx, dl.Add(-min(leaveReserve, time.Until(dl)/4)))
+		defer cancel()
+	}
+	if err := n.stopRoots(work); err != nil {
 		errs = append(errs, err)
 	}
 	for _, l := range ls {
@@ -527,21 +539,21 @@ func (n *Node) Stop(ctx context.Context) error {
 	}
 	for _, d := range dsups {
 		if !etcdDown {
-			d.Drain(ctx)
+			d.Drain(work)
 		}
-		d.Stop(ctx)
+		d.Stop(work)
 	}
 	// Stop the local actors while the transport still carries their
 	// answers: a call in progress gets its reply, a queued one its
 	// *ExitError, rather than ErrNodeDown.
-	if err := n.sys.Shutdown(ctx); err != nil {
+	if err := n.sys.Shutdown(work); err != nil {
 		errs = append(errs, err)
 	}
 	// Tell each peer which of its calls were read, so that it fails the
 	// others as not delivered (and sends them where their actors run
 	// next) rather than as lost to a node down.
 	if n.transport != nil {
-		n.transport.Drain(ctx)
+		n.transport.Drain(work)
 	}
 	// Leave the ring last.
 	n.mu.Lock()
@@ -560,10 +572,14 @@ func (n *Node) Stop(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	cancel()
-	n.stopErr = errors.Join(errs...)
+	n.stopErr = joinErrors(errs)
 	close(n.stopDone)
 	return n.stopErr
 }
+
+// leaveReserve is the part of Stop's context (at most a quarter of it)
+// kept for leaving the cluster once the hand-offs are done.
+const leaveReserve = time.Second
 
 // stopTimeout bounds each of Stop's etcd requests (and the whole of Stop
 // when its ctx has no deadline), so a node cut off from etcd still stops:
@@ -598,5 +614,5 @@ func (n *Node) teardown(ctx context.Context) error {
 	if n.tmpDir != "" {
 		_ = os.RemoveAll(n.tmpDir)
 	}
-	return errors.Join(errs...)
+	return joinErrors(errs)
 }

@@ -77,5 +77,5 @@ func (n *Node) stopRoots(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("stop root supervisor: %w", err))
 		}
 	}
-	return errors.Join(errs...)
+	return joinErrors(errs)
 }
