@@ -16,6 +16,7 @@ import (
 	"github.com/cohort-go/cohort/actor"
 	"github.com/cohort-go/cohort/internal/etcdtest"
 	"github.com/cohort-go/cohort/internal/proctest"
+	"github.com/cohort-go/cohort/supervisor"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -29,6 +30,9 @@ const (
 	envPeerProfile = "COHORT_TEST_PEER_CPUPROFILE"
 	// envPeerTrace names a file for the peer's execution trace.
 	envPeerTrace = "COHORT_TEST_PEER_TRACE"
+	// envPeerDsup, if set, has the peer run the distributed supervisor
+	// "users" with the kind "counter" (dcounter).
+	envPeerDsup = "COHORT_TEST_PEER_DSUP"
 )
 
 func TestMain(m *testing.M) {
@@ -108,6 +112,16 @@ func runPeer(id string, endpoints []string) int {
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "peer spawn:", err)
+			return 1
+		}
+	}
+	if os.Getenv(envPeerDsup) != "" {
+		err := n.RegisterKind("counter", func() actor.Actor { return &dcounter{} })
+		if err == nil {
+			_, err = n.DistributedSupervisor(ctx, "users", supervisor.DistributedOptions{})
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "peer supervisor:", err)
 			return 1
 		}
 	}
@@ -205,5 +219,53 @@ func TestRemoteKillDashNineFailsPendingCallsAtOnce(t *testing.T) {
 	}
 	if _, err := a.Call(ctx, actor.Name("peer.echo"), "x"); !errors.Is(err, cohort.ErrNodeDown) && !errors.Is(err, actor.ErrNotFound) {
 		t.Fatalf("call to the killed node = %v", err)
+	}
+}
+
+// A call through the distributed supervisor to a child whose node was
+// killed (kill -9), made once the connection to that node is known to be
+// down, is held until the child runs again on a survivor and answers
+// there: a node that cannot be connected to has read nothing, so the call
+// is certainly not handled and may be sent again.
+func TestDistributedCallsAfterKillDashNineAreHeld(t *testing.T) {
+	cl := etcdtest.Start(t)
+	a := startDNode(t, cl, "a", nil, supervisor.DistributedOptions{})
+	p, err := startPeerProcess(proctest.TestBinary("peer process b", envPeerID+"=b",
+		envPeerEtcd+"="+strings.Join(cl.Endpoints(), ","), envPeerDsup+"=1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.stop)
+	waitMembers(t, a.Node, "a", "b")
+	waitPublished(t, a.Node, "b", true)
+	ctx := timeout(t, 60*time.Second)
+	ids := startCounters(t, a.sup, 20)
+	where := waitAllRunning(t, a.sup, ids, 10*time.Second)
+	var onB []string
+	for _, id := range ids {
+		if where[id] == "b" {
+			onB = append(onB, id)
+		}
+	}
+	if len(onB) == 0 {
+		t.Fatal("no child placed on b")
+	}
+	ref, err := a.sup.Whereis(onB[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Kill()
+	// Once a knows the connection is down, nothing more is sent on it.
+	etcdtest.WaitFor(t, 10*time.Second, time.Millisecond, "a to see b's connection down", func() bool {
+		_, err := a.Call(ctx, ref, "get")
+		return errors.Is(err, cohort.ErrNodeDown)
+	})
+	for _, id := range onB {
+		callCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		v, err := a.sup.Call(callCtx, id, "get")
+		cancel()
+		if err != nil || v != 0 {
+			t.Fatalf("%s after its node was killed: %v, %v; want 0 from its new instance", id, v, err)
+		}
 	}
 }

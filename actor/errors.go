@@ -56,8 +56,9 @@ var (
 	ErrNodeDown = errors.New("actor: node down")
 	// ErrNotDelivered: the message did not reach its target, because the
 	// target's node is leaving the cluster (and set the message aside
-	// unread, refused the stream, or no longer accepts connections) or
-	// has left it. Nothing handled it:
+	// unread, refused the stream, or no longer accepts connections), has
+	// left it, or could not be connected to at all (no stream to it was
+	// open, so nothing was sent). Nothing handled it:
 	// sending it again, to where the actor runs next, cannot make it run
 	// twice. It always comes wrapped together with ErrNodeDown.
 	ErrNotDelivered = errors.New("actor: message not delivered")

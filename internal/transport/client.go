@@ -64,17 +64,20 @@ type peer struct {
 	closed  error
 	// awaiting: a goroutine waits for cc to be up again (awaitReady).
 	awaiting bool
-	// leaving: the node said it is leaving (it drained its stream, or
-	// refused one as leaving), and no stream was accepted since. A node
-	// that cannot be connected to then has certainly not read what it
-	// is sent: dial failures are ErrNotDelivered.
-	leaving bool
 }
 
+// session returns the current session to the peer, starting one if there
+// is none. Its errors are all ErrNotDelivered: without a session nothing
+// was sent.
 func (p *peer) session() (*session, error) {
 	if s := p.cur.Load(); s != nil {
 		return s, nil
 	}
+	s, err := p.newSession()
+	return s, undelivered(err)
+}
+
+func (p *peer) newSession() (*session, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if s := p.cur.Load(); s != nil {
@@ -84,9 +87,6 @@ func (p *peer) session() (*session, error) {
 		return nil, p.closed
 	}
 	if wait := time.Until(p.retryAt); wait > 0 {
-		if errors.Is(p.lastErr, actor.ErrNotDelivered) {
-			return nil, p.lastErr // it is leaving
-		}
 		if !errors.Is(p.lastErr, actor.ErrNodeDown) {
 			return nil, fmt.Errorf("%w: %s unreachable (%v); next attempt in %v", actor.ErrNodeDown, p.node, p.lastErr, wait.Round(time.Millisecond))
 		}
@@ -94,7 +94,7 @@ func (p *peer) session() (*session, error) {
 	}
 	addr, ok := p.t.cfg.Lookup(p.node)
 	if !ok {
-		return nil, undelivered(fmt.Errorf("%w: %s is not a member of the cluster", actor.ErrNodeDown, p.node))
+		return nil, fmt.Errorf("%w: %s is not a member of the cluster", actor.ErrNodeDown, p.node)
 	}
 	if p.cc == nil || addr != p.addr {
 		if p.cc != nil {
@@ -141,11 +141,6 @@ func (p *peer) ended(s *session, accepted bool, err error) {
 	defer p.mu.Unlock()
 	p.cur.CompareAndSwap(s, nil)
 	p.lastErr = err
-	if errors.Is(err, actor.ErrNotDelivered) {
-		p.leaving = true
-	} else if accepted {
-		p.leaving = false
-	}
 	if accepted {
 		p.backoff, p.retryAt = 0, time.Time{}
 		return
@@ -159,12 +154,6 @@ func (p *peer) ended(s *session, accepted bool, err error) {
 			go p.awaitReady(cc, st)
 		}
 	}
-}
-
-func (p *peer) isLeaving() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.leaving
 }
 
 // awaitReady waits until cc, last seen in state st, is up and then lets
@@ -246,14 +235,12 @@ func (s *session) run(cc *grpc.ClientConn) {
 		if err == nil {
 			err = fmt.Errorf("no answer within %v", t.cfg.DialTimeout)
 		}
+		// Nothing is written to a stream before it is accepted: what
+		// waited for it was not delivered, and may be sent again.
 		if errors.Is(err, errLeaving) {
-			// Nothing is written to a stream before it is accepted.
 			err = undelivered(leavingError(s.p.node))
 		} else {
-			err = s.p.t.dialError(s.p.node, err)
-			if s.p.isLeaving() {
-				err = undelivered(err)
-			}
+			err = undelivered(s.p.t.dialError(s.p.node, err))
 		}
 		s.fail(err)
 		s.p.ended(s, false, err)

@@ -275,7 +275,7 @@ func (t *Transport) session(node string) (*session, error) {
 	}
 	p, err := t.peer(node)
 	if err != nil {
-		return nil, err
+		return nil, undelivered(err)
 	}
 	return p.session()
 }
