@@ -352,11 +352,6 @@ type restartReport struct {
 	unrecordedExits int
 }
 
-// removalWindow is how long after a transient child's normal exit its
-// node's fencing means the removal may not have reached etcd: the
-// supervisor's own etcd request timeout.
-const removalWindow = int64(10 * time.Second)
-
 // fencedSoonAfter reports whether node fenced a child (its lease epoch
 // lost) within window after at.
 func fencedSoonAfter(s snapshot, node string, at, window int64) bool {
@@ -390,7 +385,12 @@ func sameProcess(a, b string) bool {
 // That includes a temporary child stopped because its node fenced itself
 // (lease epoch lost while etcd kept the node's member key): the node
 // must not start it again when it re-joins.
-func checkRestartTypes(s snapshot, exp expectation) (out []violation, rep restartReport) {
+//
+// A transient child's later run is not held against it when its node
+// fenced children within ttl of its exit: the node was then already cut
+// off from etcd (its epoch is lost within TTL − margin of its last
+// renewal), so the removal could not be recorded.
+func checkRestartTypes(s snapshot, exp expectation, ttl time.Duration) (out []violation, rep restartReport) {
 	for id := range exp.temporary {
 		incs := slices.Clone(s.byID[id])
 		slices.SortFunc(incs, func(a, b inc) int { return int(a.start - b.start) })
@@ -409,15 +409,14 @@ func checkRestartTypes(s snapshot, exp expectation) (out []violation, rep restar
 	for id, at := range exp.exited {
 		// Not promised (docs/guarantees.md): a transient child that exits
 		// normally as its node loses etcd can run again elsewhere, its
-		// removal not recorded before its owner's lease expired. Seen as
-		// its node fencing other children right after the exit.
+		// removal not recorded before its owner's lease expired.
 		var node string
 		for _, i := range s.byID[id] {
 			if i.start <= at {
 				node = i.node
 			}
 		}
-		if fencedSoonAfter(s, node, at, removalWindow) {
+		if fencedSoonAfter(s, node, at, int64(ttl)) {
 			rep.unrecordedExits++
 			continue
 		}

@@ -23,10 +23,10 @@ func TestCheckRestartTypesTransientRunAgain(t *testing.T) {
 			"p1": {{id: "p1", ref: "n1/2/a", node: "n1", start: 50 * sec, end: fencedAt, why: "fenced"}},
 		}}
 	}
-	if vs, _ := checkRestartTypes(run(at+60*sec), exp); len(vs) != 1 || vs[0].check != invTransientBack {
+	if vs, _ := checkRestartTypes(run(at+3*sec), exp, 2*time.Second); len(vs) != 1 || vs[0].check != invTransientBack {
 		t.Fatalf("run again, node fenced long after: %v, want one %q", vs, invTransientBack)
 	}
-	vs, rep := checkRestartTypes(run(at+sec), exp)
+	vs, rep := checkRestartTypes(run(at+sec), exp, 2*time.Second)
 	if len(vs) != 0 || rep.unrecordedExits != 1 {
 		t.Fatalf("run again, node fenced right after the exit: %v, %+v; want none, one unrecorded exit", vs, rep)
 	}

@@ -501,7 +501,7 @@ func (s *suite) check(kind string) {
 	}
 	s.violate(kind, vs...)
 	exp := s.expected()
-	vs, rep := checkRestartTypes(snap, exp)
+	vs, rep := checkRestartTypes(snap, exp, s.cfg.ttl)
 	s.violate(kind, vs...)
 	s.mu.Lock()
 	s.handoffs, s.unrecordedExits = rep.handoffs, rep.unrecordedExits
