@@ -93,12 +93,19 @@ func TestDistributedBlockedInitHoldsUpNothingElse(t *testing.T) {
 	if err != nil || resp.Count != 0 {
 		t.Fatalf("b's member key after its Stop returned: %v, %v; want it deleted", resp, err)
 	}
+	wantCounts(t, ctx, a.sup, ids, 1, 5*time.Second, "after b stopped")
+}
+
+// wantCounts fails t unless each counter of ids, called through d within
+// limit, answers want.
+func wantCounts(t *testing.T, ctx context.Context, d *supervisor.Distributed, ids []string, want int, limit time.Duration, when string) {
+	t.Helper()
 	for _, id := range ids {
-		callCtx, callCancel := context.WithTimeout(ctx, 5*time.Second)
-		v, err := a.sup.Call(callCtx, id, "get")
-		callCancel()
-		if err != nil || v != 1 {
-			t.Fatalf("%s after b stopped: %v, %v; want 1", id, v, err)
+		callCtx, cancel := context.WithTimeout(ctx, limit)
+		v, err := d.Call(callCtx, id, "get")
+		cancel()
+		if err != nil || v != want {
+			t.Fatalf("%s %s: %v, %v; want %d", id, when, v, err, want)
 		}
 	}
 }
