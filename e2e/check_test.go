@@ -348,7 +348,7 @@ func settled(ctx context.Context, cli *clientv3.Client, sup *supervisor.Distribu
 type restartReport struct {
 	handoffs int // planned moves of counters checked
 	// unrecordedExits counts transient children that exited normally as
-	// their node was fenced, whose later runs are not held against it.
+	// their node was fenced and ran again: not held against them.
 	unrecordedExits int
 }
 
@@ -411,20 +411,21 @@ func checkRestartTypes(s snapshot, exp expectation, ttl time.Duration) (out []vi
 		// normally as its node loses etcd can run again elsewhere, its
 		// removal not recorded before its owner's lease expired.
 		var node string
+		var again []inc
 		for _, i := range s.byID[id] {
 			if i.start <= at {
 				node = i.node
+			} else {
+				again = append(again, i)
 			}
 		}
-		if fencedSoonAfter(s, node, at, int64(ttl)) {
+		if len(again) > 0 && fencedSoonAfter(s, node, at, int64(ttl)) {
 			rep.unrecordedExits++
 			continue
 		}
-		for _, i := range s.byID[id] {
-			if i.start > at {
-				out = append(out, violation{invTransientBack, fmt.Sprintf("transient child %s exited normally at %d, ran again as %s on %s from %d",
-					id, at, i.ref, i.node, i.start)})
-			}
+		for _, i := range again {
+			out = append(out, violation{invTransientBack, fmt.Sprintf("transient child %s exited normally at %d, ran again as %s on %s from %d",
+				id, at, i.ref, i.node, i.start)})
 		}
 	}
 	for id, incs := range s.byID {

@@ -30,4 +30,9 @@ func TestCheckRestartTypesTransientRunAgain(t *testing.T) {
 	if len(vs) != 0 || rep.unrecordedExits != 1 {
 		t.Fatalf("run again, node fenced right after the exit: %v, %+v; want none, one unrecorded exit", vs, rep)
 	}
+	once := run(at + sec)
+	once.byID["t1"] = once.byID["t1"][:1]
+	if vs, rep := checkRestartTypes(once, exp, 2*time.Second); len(vs) != 0 || rep.unrecordedExits != 0 {
+		t.Fatalf("not run again: %v, %+v; want nothing counted", vs, rep)
+	}
 }

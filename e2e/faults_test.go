@@ -872,7 +872,7 @@ func TestFaults(t *testing.T) {
 	if cfg.counters > 0 && s.stats[faultRolling].injected > 0 && handoffs == 0 {
 		s.violate("end", violation{invHandoff, "rolling restarts moved no counter with its state"})
 	}
-	t.Logf("%d planned moves of counters carried their value; %d transient children exited normally (%d as their node was fenced, not counted against a run after), %d temporary children started",
+	t.Logf("%d planned moves of counters carried their value; %d transient children exited normally (%d of them ran again, having exited as their node was fenced: not counted), %d temporary children started",
 		handoffs, len(s.expected().exited), unrecorded, s.nextTmp)
 	tot := s.rec.callTotals()
 	snap := s.rec.snapshot()
