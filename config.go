@@ -161,6 +161,12 @@ func (c Config) withDefaults() (Config, error) {
 		}
 		c.TLS = tc
 	}
+	if len(c.Endpoints) == 0 && (c.TLS != nil || c.Username != "") {
+		return c, fmt.Errorf("%w: TLS and Username are for an external etcd (set Endpoints); the embedded etcd serves plain HTTP without auth", ErrInvalidConfig)
+	}
+	if u := c.EmbeddedClientURL; u != "" && !strings.HasPrefix(u, "http://") {
+		return c, fmt.Errorf("%w: EmbeddedClientURL %q: the embedded etcd serves plain http:// only (use an external etcd for TLS)", ErrInvalidConfig, u)
+	}
 	if c.TLS != nil {
 		for _, e := range c.Endpoints {
 			if strings.HasPrefix(e, "http://") {

@@ -3,6 +3,8 @@ package cohort
 import (
 	"errors"
 	"strings"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 )
 
 // Sentinel errors of the cohort package; test for them with errors.Is.
@@ -15,6 +17,10 @@ var (
 	// ErrEtcdUnreachable: the etcd endpoints did not answer before the start
 	// deadline. Check Endpoints, TLS and credentials, and that etcd runs.
 	ErrEtcdUnreachable = errors.New("cohort: etcd unreachable")
+	// ErrEtcdDenied: etcd answered, but refused this node: wrong
+	// Username or Password, credentials where etcd's auth is off, or a
+	// user without read and write access under the node's Prefix.
+	ErrEtcdDenied = errors.New("cohort: etcd refused this node")
 	// ErrStopped: the node has been stopped.
 	ErrStopped = errors.New("cohort: node stopped")
 )
@@ -55,3 +61,19 @@ func (m multiError) Error() string {
 }
 
 func (m multiError) Unwrap() []error { return m }
+
+// etcdDenied reports whether err is etcd refusing the node's credentials
+// or access, as opposed to not answering.
+func etcdDenied(err error) bool {
+	var ee rpctypes.EtcdError
+	if errors.As(err, &ee) {
+		err = ee
+	}
+	switch rpctypes.ErrorDesc(err) {
+	case rpctypes.ErrorDesc(rpctypes.ErrGRPCAuthFailed), rpctypes.ErrorDesc(rpctypes.ErrGRPCPermissionDenied),
+		rpctypes.ErrorDesc(rpctypes.ErrGRPCUserEmpty), rpctypes.ErrorDesc(rpctypes.ErrGRPCAuthNotEnabled),
+		rpctypes.ErrorDesc(rpctypes.ErrGRPCInvalidAuthToken):
+		return true
+	}
+	return false
+}

@@ -2,12 +2,14 @@ package cohort_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"testing"
 	"time"
 
 	"github.com/cohort-go/cohort"
 	"github.com/cohort-go/cohort/actor"
+	"github.com/cohort-go/cohort/internal/etcdtest"
 	"github.com/cohort-go/cohort/supervisor"
 )
 
@@ -15,34 +17,39 @@ import (
 // whichever step finds it.
 func TestBadConfig(t *testing.T) {
 	cases := map[string]cohort.Config{
-		"slash in node id":         {NodeID: "a/b"},
-		"control node id":          {NodeID: "a\x01"},
-		"blank node id":            {NodeID: " "},
-		"empty kind":               {Kinds: []string{""}},
-		"empty role":               {Roles: []string{"web", ""}},
-		"slash in cluster":         {Cluster: "x/y"},
-		"relative prefix":          {Prefix: "cohort"},
-		"negative dial timeout":    {DialTimeout: -time.Second},
-		"negative ttl":             {LeaseTTL: -time.Second},
-		"negative margin":          {LeaseMargin: -time.Second},
-		"ttl below minimum":        {LeaseTTL: time.Second},
-		"ttl just below minimum":   {LeaseTTL: 1999 * time.Millisecond},
-		"margin as long as ttl":    {LeaseTTL: 2 * time.Second, LeaseMargin: 2 * time.Second},
-		"empty endpoint":           {Endpoints: []string{""}},
-		"malformed endpoint":       {Endpoints: []string{"htp:/x y"}},
-		"endpoint scheme":          {Endpoints: []string{"ftp://127.0.0.1:2379"}},
-		"endpoint without port":    {Endpoints: []string{"http://127.0.0.1"}},
-		"cert without key":         {CertFile: "x.pem"},
-		"missing tls files":        {CAFile: "/nonexistent/ca.pem"},
-		"embedded url scheme":      {EmbeddedClientURL: "ftp://127.0.0.1:0"},
-		"embedded url malformed":   {EmbeddedClientURL: "http://[::1"},
-		"negative message size":    {Transport: cohort.TransportConfig{MaxMessageSize: -1}},
-		"unparsable listen addr":   {Transport: cohort.TransportConfig{ListenAddr: "no-port"}},
-		"transport tls half given": {Transport: cohort.TransportConfig{CAFile: "/nonexistent/ca.pem"}},
-		"addr without port":        {Addr: "garbage"},
-		"addr without host":        {Addr: ":9000"},
-		"addr with bad port":       {Addr: "10.0.0.1:http"},
-		"root prefix":              {Prefix: "/"},
+		"slash in node id":             {NodeID: "a/b"},
+		"control node id":              {NodeID: "a\x01"},
+		"blank node id":                {NodeID: " "},
+		"empty kind":                   {Kinds: []string{""}},
+		"empty role":                   {Roles: []string{"web", ""}},
+		"slash in cluster":             {Cluster: "x/y"},
+		"relative prefix":              {Prefix: "cohort"},
+		"negative dial timeout":        {DialTimeout: -time.Second},
+		"negative ttl":                 {LeaseTTL: -time.Second},
+		"negative margin":              {LeaseMargin: -time.Second},
+		"ttl below minimum":            {LeaseTTL: time.Second},
+		"ttl just below minimum":       {LeaseTTL: 1999 * time.Millisecond},
+		"margin as long as ttl":        {LeaseTTL: 2 * time.Second, LeaseMargin: 2 * time.Second},
+		"empty endpoint":               {Endpoints: []string{""}},
+		"malformed endpoint":           {Endpoints: []string{"htp:/x y"}},
+		"endpoint scheme":              {Endpoints: []string{"ftp://127.0.0.1:2379"}},
+		"endpoint without port":        {Endpoints: []string{"http://127.0.0.1"}},
+		"cert without key":             {CertFile: "x.pem"},
+		"missing tls files":            {CAFile: "/nonexistent/ca.pem"},
+		"embedded url scheme":          {EmbeddedClientURL: "ftp://127.0.0.1:0"},
+		"embedded url malformed":       {EmbeddedClientURL: "http://[::1"},
+		"negative message size":        {Transport: cohort.TransportConfig{MaxMessageSize: -1}},
+		"unparsable listen addr":       {Transport: cohort.TransportConfig{ListenAddr: "no-port"}},
+		"transport tls half given":     {Transport: cohort.TransportConfig{CAFile: "/nonexistent/ca.pem"}},
+		"addr without port":            {Addr: "garbage"},
+		"addr without host":            {Addr: ":9000"},
+		"addr with bad port":           {Addr: "10.0.0.1:http"},
+		"root prefix":                  {Prefix: "/"},
+		"tls, embedded etcd":           {TLS: &tls.Config{}},
+		"user, embedded etcd":          {Username: "u", Password: "p"},
+		"embedded url https":           {EmbeddedClientURL: "https://127.0.0.1:0"},
+		"server name without tls":      {Transport: cohort.TransportConfig{ServerName: "x"}},
+		"cert without key (transport)": {Transport: cohort.TransportConfig{CertFile: "c.pem"}},
 	}
 	var never *cohort.Node // what a failed Start returns
 	if err := never.Stop(context.Background()); err != nil {
@@ -102,5 +109,40 @@ func TestStoppedNodeMethodsFailWithErrStopped(t *testing.T) {
 	// Call, Cast and Send keep the actor system's own sentinel too.
 	if !errors.Is(callErr, actor.ErrSystemStopped) {
 		t.Errorf("Call on a stopped node = %v, want actor.ErrSystemStopped too", callErr)
+	}
+}
+
+// A node whose etcd user may not use the node's prefix fails with
+// ErrEtcdDenied, not as etcd unreachable.
+func TestEtcdRefusingTheNodeIsDenied(t *testing.T) {
+	cl := etcdtest.Start(t)
+	cli := cl.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	steps := []func() error{
+		func() error { _, err := cli.RoleAdd(ctx, "root"); return err },
+		func() error { _, err := cli.UserAdd(ctx, "root", "rootpw"); return err },
+		func() error { _, err := cli.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := cli.UserAdd(ctx, "nobody", "pw"); return err }, // no role
+		func() error { _, err := cli.AuthEnable(ctx); return err },
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A wrong password: TestEtcdTLSAndAuth.
+	for name, cfg := range map[string]cohort.Config{
+		"no access to prefix": {Username: "nobody", Password: "pw"},
+	} {
+		cfg.Endpoints = cl.Endpoints()
+		n, err := cohort.Start(ctx, cfg)
+		if err == nil {
+			n.Stop(ctx)
+			t.Fatalf("%s: started", name)
+		}
+		if !errors.Is(err, cohort.ErrEtcdDenied) || errors.Is(err, cohort.ErrEtcdUnreachable) {
+			t.Errorf("%s: %v, want ErrEtcdDenied", name, err)
+		}
 	}
 }

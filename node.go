@@ -110,6 +110,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Context:     n.ctx,
 	})
 	if err != nil {
+		if etcdDenied(err) {
+			return nil, n.deniedError(err)
+		}
 		return nil, fmt.Errorf("%w: %v: %w (%s)", ErrEtcdUnreachable, endpoints, err, n.etcdHint(endpoints))
 	}
 	if err := n.ping(ctx, endpoints); err != nil {
@@ -184,10 +187,19 @@ func (n *Node) ping(ctx context.Context, endpoints []string) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("waiting for etcd at %v: %w", endpoints, ctx.Err())
 		}
+		if etcdDenied(err) {
+			return n.deniedError(err)
+		}
 		return fmt.Errorf("%w: %v within %v (DialTimeout %v, less %v kept to probe the endpoint): %w (%s)", ErrEtcdUnreachable, endpoints,
 			n.cfg.DialTimeout-n.probeBudget(), n.cfg.DialTimeout, n.probeBudget(), err, n.etcdHint(endpoints))
 	}
 	return nil
+}
+
+// deniedError is ErrEtcdDenied for err, saying what to check.
+func (n *Node) deniedError(err error) error {
+	return fmt.Errorf("%w: %w (check Username and Password, that etcd's auth is on if they are set, and that the user may read and write under %q)",
+		ErrEtcdDenied, err, n.cfg.Prefix+"/")
 }
 
 // probeBudget is the part of DialTimeout kept for probing an endpoint that

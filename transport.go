@@ -92,6 +92,9 @@ func (c TransportConfig) tlsConfigs() (server, client *tls.Config, err error) {
 		}
 	}
 	if cert == nil && (c.CertFile != "" || c.KeyFile != "") {
+		if c.CertFile == "" || c.KeyFile == "" {
+			return nil, nil, fmt.Errorf("%w: Transport.CertFile and KeyFile go together", ErrInvalidConfig)
+		}
 		kp, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: Transport.CertFile/KeyFile: %w", ErrInvalidConfig, err)
@@ -99,6 +102,9 @@ func (c TransportConfig) tlsConfigs() (server, client *tls.Config, err error) {
 		cert = &kp
 	}
 	if ca == nil && cert == nil {
+		if c.ServerName != "" {
+			return nil, nil, fmt.Errorf("%w: Transport.ServerName %q is set, but TLS is off: it needs a CA and a certificate too", ErrInvalidConfig, c.ServerName)
+		}
 		return nil, nil, nil
 	}
 	if ca == nil || cert == nil {
