@@ -119,7 +119,7 @@ func (p *peer) dial(addr string) (*grpc.ClientConn, error) {
 	cfg := p.t.cfg
 	creds := insecure.NewCredentials()
 	if cfg.ClientTLS != nil {
-		creds = credentials.NewTLS(cfg.ClientTLS)
+		creds = loggedCreds{credentials.NewTLS(cfg.ClientTLS), p.t.log}
 	}
 	return grpc.NewClient("passthrough:///"+addr,
 		grpc.WithTransportCredentials(creds),

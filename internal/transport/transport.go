@@ -164,6 +164,17 @@ func (c loggedCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthI
 	return nc, info, err
 }
 
+// ClientHandshake logs a failed handshake with a peer this node dials:
+// one whose certificate it refuses, or that refuses its own.
+func (c loggedCreds) ClientHandshake(ctx context.Context, authority string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	nc, info, err := c.TransportCredentials.ClientHandshake(ctx, authority, conn)
+	if err != nil && ctx.Err() == nil {
+		c.log.Warn("TLS handshake with a peer failed (is its certificate signed by this cluster's CA, valid for the address it publishes, and does it trust this node's?)",
+			zap.Stringer("remote", conn.RemoteAddr()), zap.Error(err))
+	}
+	return nc, info, err
+}
+
 func (c loggedCreds) Clone() credentials.TransportCredentials {
 	return loggedCreds{c.TransportCredentials.Clone(), c.log}
 }

@@ -512,6 +512,8 @@ func TestMutualTLSRefusesUntrustedPeer(t *testing.T) {
 	b := newBook()
 	cfgA := mtls(good, good.Issue(t, "a"), good.Pool)
 	cfgA.Node = "a"
+	coreA, logsA := observer.New(zap.WarnLevel)
+	cfgA.Logger = zap.New(coreA)
 	cfgB := mtls(good, good.Issue(t, "b"), good.Pool)
 	cfgB.Node = "b"
 	core, logs := observer.New(zap.WarnLevel)
@@ -536,6 +538,10 @@ func TestMutualTLSRefusesUntrustedPeer(t *testing.T) {
 	refM := spawn(t, m, echo{})
 	if _, err := a.sys.Call(ctx, refM, "to untrusted"); !errors.Is(err, actor.ErrNodeDown) {
 		t.Fatalf("call to an untrusted peer = %v", err)
+	}
+	// The caller that refuses the peer's certificate says so too.
+	if logsA.FilterMessageSnippet("TLS handshake with a peer failed").Len() == 0 {
+		t.Fatal("a did not log the handshake it refused")
 	}
 	// A plain client is refused too.
 	plain := startNode(t, b, Config{Node: "p"})
