@@ -456,18 +456,23 @@ func (n *Node) systemStopped(err error) error {
 // replies or *ExitError), deletes the member key, revokes the lease
 // (removing every key bound to it), closes the etcd client, and last stops
 // the embedded etcd (closing etcd under a live client would stall the
-// client for seconds). ctx bounds the etcd requests and the hand-offs;
-// the steps run whatever happens. The hand-offs get ctx less up to a
-// second (at most a quarter of it) kept for deleting the member key and
-// revoking the lease, so a child slow to stop does not cost the node a
-// clean leave. Errors of several steps come joined on one line. Each etcd request is bounded by
-// max(5 s, LeaseTTL) as well, and once one finds etcd unreachable the
-// later ones are not waited for (the lease expires on its own). Give it a live context: under one
-// already cancelled, distributed children move without their state, and
-// leaderships are not resigned nor the lease revoked, so singletons and
-// names move only when the lease expires. Stop may be called more than
-// once and from several goroutines; all return when the first finishes.
-// Stop on a nil *Node (a Start that failed) does nothing.
+// client for seconds).
+//
+// ctx bounds the etcd requests and the hand-offs; the steps run whatever
+// happens. The hand-offs get ctx less up to a second (at most a quarter
+// of it), kept for deleting the member key and revoking the lease, so a
+// child slow to stop does not cost the node a clean leave. Each etcd
+// request is bounded by max(5 s, LeaseTTL) as well (and so is the whole
+// Stop when ctx has no deadline), and once one finds etcd unreachable the
+// later ones are not waited for (the lease expires on its own). Give it a
+// live context: under one already cancelled, distributed children move
+// without their state, and leaderships are not resigned nor the lease
+// revoked, so singletons and names move only when the lease expires. The
+// errors of several steps come joined on one line.
+//
+// Stop may be called more than once and from several goroutines; all
+// return when the first finishes. Stop on a nil *Node (a Start that
+// failed) does nothing.
 func (n *Node) Stop(ctx context.Context) error {
 	if n == nil {
 		return nil

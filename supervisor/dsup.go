@@ -1066,6 +1066,11 @@ func (d *Distributed) start(ep *lease.Epoch, spec ChildSpec, in instance, token 
 	// start may stop it at once), and so is a failed start (its Init's
 	// error).
 	d.c.System.MonitorFunc(ref, exited)
+	// The goroutine is the child's own while its Init runs, as an
+	// actor's goroutine is: it ends when Init returns. Stop and Drain do
+	// not wait for it: they stop the child (killing it after its shutdown
+	// timeout, which ends its messaging), and Go cannot end an Init that
+	// does not return.
 	go func() {
 		defer release()
 		err := in.pr.Start(InitArgs{ID: spec.ID, Args: spec.Args, Handoff: handoff, Token: token, ownerKey: d.k.owner(spec.ID)})

@@ -292,6 +292,11 @@ func (d *Distributed) waitRunning(ctx context.Context, id string, old actor.Ref)
 			if ref, ok := d.startedRef(id); ok && ref != old {
 				return ref, nil
 			}
+			// No spec has a malformed id: say so rather than "no such
+			// child", off the path of calls to children that exist.
+			if err := validateID(id); err != nil {
+				return actor.Ref{}, err
+			}
 			return actor.Ref{}, fmt.Errorf("%w: %q", ErrChildNotFound, id)
 		}
 		if st := d.statusOf(id); st.Failed {
@@ -352,9 +357,6 @@ func (d *Distributed) Whereis(id string) (actor.Ref, error) {
 // stopped to move, or its node is leaving and did not read it — is held
 // and sent again to the next instance, until ctx ends.
 func (d *Distributed) deliver(ctx context.Context, id string, send func(actor.Ref) (any, error)) (any, error) {
-	if err := validateID(id); err != nil {
-		return nil, err
-	}
 	old := actor.Ref{}
 	backoff := time.Millisecond
 	for {
