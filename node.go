@@ -65,6 +65,9 @@ type Node struct {
 	left        bool // Stop deleted the member key: it is not put again
 	stopErr     error
 	stopDone    chan struct{}
+
+	absentMu sync.Mutex
+	absent   map[string]time.Time // node ids found not members by refreshMember
 }
 
 // Start starts a node: it connects to etcd (or starts an embedded one),
@@ -80,7 +83,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With(zap.String("node", cfg.NodeID)),
-		leaderships: make(map[*election.Leadership]struct{}), stopDone: make(chan struct{})}
+		leaderships: make(map[*election.Leadership]struct{}), stopDone: make(chan struct{}),
+		absent: make(map[string]time.Time)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	// Until Start returns, the end of ctx ends the node's own context, so
 	// no step of the start can outlive it; afterwards the node lives on.

@@ -478,3 +478,56 @@ func startNodeErr(cfg cohort.Config) (*cohort.Node, error) {
 	}
 	return n, err
 }
+
+// A Ref or a name of a node that just joined can reach a node before its
+// ring has seen the join: calls, casts, monitors and calls by name with it
+// still reach the actor; a Ref of a node that is not a member still fails
+// with ErrNodeDown.
+func TestRemoteCallToANodeThatJustJoined(t *testing.T) {
+	cl := etcdtest.Start(t)
+	a := startNode(t, cohort.Config{NodeID: "a", Endpoints: cl.Endpoints()})
+	ctx := timeout(t, 30*time.Second)
+	for i := range 6 {
+		id := fmt.Sprintf("new%d", i)
+		b := startNode(t, cohort.Config{NodeID: id, Endpoints: cl.Endpoints()})
+		ref, err := b.System().Spawn(ctx, echo{}, actor.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch i % 3 {
+		case 0:
+			if v, err := a.Call(ctx, ref, "hello"); err != nil || v != "hello" {
+				t.Fatalf("call to %s as soon as it started = %v, %v", id, v, err)
+			}
+		case 1:
+			name := "echo-" + id
+			if err := b.Registry().Register(ctx, name, ref, nil); err != nil {
+				t.Fatal(err)
+			}
+			if v, err := a.Call(ctx, actor.Name(name), "by name"); err != nil || v != "by name" {
+				t.Fatalf("call by name to %s as soon as it registered = %v, %v", id, v, err)
+			}
+		case 2:
+			_, down := a.System().Monitor(ref)
+			// The call follows the monitor on a's stream to b.
+			if _, err := a.Call(ctx, ref, "x"); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.System().Stop(ctx, ref, nil); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case d := <-down:
+				if !errors.Is(d.Reason, actor.Normal) {
+					t.Fatalf("monitor of an actor on %s as soon as it started: down %v, want its normal exit", id, d.Reason)
+				}
+			case <-ctx.Done():
+				t.Fatal("no down message")
+			}
+		}
+	}
+	gone := actor.Ref{Node: "never-joined", ID: 1, Incarnation: 1}
+	if _, err := a.Call(ctx, gone, "x"); !errors.Is(err, cohort.ErrNodeDown) {
+		t.Fatalf("call to a node that is not a member = %v, want ErrNodeDown", err)
+	}
+}

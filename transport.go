@@ -143,6 +143,50 @@ func (n *Node) listenTransport() (string, error) {
 	return lis.Addr().String(), nil
 }
 
+// absentFor is how long a node found absent from etcd by refreshMember is
+// not looked for again: calls to the Refs of a node gone for good cost
+// etcd at most one read per node in that time.
+const absentFor = time.Second
+
+// memberRefreshBound bounds refreshMember, so that with etcd down a call to
+// a Ref of an unknown node fails with ErrNodeDown within it.
+const memberRefreshBound = 2 * time.Second
+
+// refreshMember brings the ring up to date when a message is for a node it
+// does not know. A Ref or a registered name can reach this node before the
+// ring's watch has shown the node that made it join, so the ring's view
+// alone would turn a call to a node that just joined into ErrNodeDown. A
+// linearizable read of the member key says whether the node is a member
+// now; if it is, the ring is waited for up to that read's revision. Both
+// are bounded by ctx and by the node's request bound.
+func (n *Node) refreshMember(ctx context.Context, id string) {
+	n.absentMu.Lock()
+	at, seen := n.absent[id]
+	n.absentMu.Unlock()
+	if seen && time.Since(at) < absentFor {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, memberRefreshBound)
+	defer cancel()
+	resp, err := n.client.Get(ctx, ring.MemberKey(n.cfg.Prefix, id), clientv3.WithKeysOnly())
+	if err != nil {
+		return
+	}
+	if len(resp.Kvs) > 0 {
+		_ = n.ring.WaitRevision(ctx, resp.Header.Revision)
+		return
+	}
+	now := time.Now()
+	n.absentMu.Lock()
+	defer n.absentMu.Unlock()
+	for k, t := range n.absent {
+		if now.Sub(t) >= absentFor {
+			delete(n.absent, k)
+		}
+	}
+	n.absent[id] = now
+}
+
 // startTransport serves the listener, plugs the transport into the actor
 // system for Refs of other nodes, and follows membership so that calls to
 // a node that leaves fail at once.
@@ -156,6 +200,7 @@ func (n *Node) startTransport() error {
 			m, ok := n.ring.Member(id)
 			return m.Addr, ok && m.Addr != ""
 		},
+		Refresh:        n.refreshMember,
 		Explain:        n.explainPeer,
 		ServerTLS:      n.serverTLS,
 		ClientTLS:      n.clientTLS,

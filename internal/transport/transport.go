@@ -37,6 +37,13 @@ type Config struct {
 	// when the node is not a member (then sends to it fail with
 	// actor.ErrNodeDown).
 	Lookup func(node string) (addr string, ok bool)
+	// Refresh, if set, is called when a call, cast or monitor finds no
+	// session to a node that Lookup does not know. It brings what Lookup
+	// answers up to date with the cluster as of now, within ctx, so that a
+	// node that joined a moment ago (its Refs can travel faster than the
+	// news of its joining) is found. Send never calls it: Send never
+	// waits.
+	Refresh func(ctx context.Context, node string)
 	// Explain, if set, says what the node knows of why a dial to node
 	// failed (a configuration that differs from this node's, say); it is
 	// added to the error.
@@ -280,13 +287,23 @@ func (t *Transport) peer(node string) (*peer, error) {
 	return p, nil
 }
 
-func (t *Transport) session(node string) (*session, error) {
+// session returns the session to node. With a ctx (every path but Send),
+// a node Lookup does not know is first looked for with Refresh.
+func (t *Transport) session(ctx context.Context, node string) (*session, error) {
 	if node == t.cfg.Node {
 		return nil, fmt.Errorf("%w: %s is this node", actor.ErrInvalidRef, node)
 	}
 	p, err := t.peer(node)
 	if err != nil {
 		return nil, undelivered(err)
+	}
+	if s := p.cur.Load(); s != nil {
+		return s, nil
+	}
+	if ctx != nil && t.cfg.Refresh != nil {
+		if _, ok := t.cfg.Lookup(node); !ok {
+			t.cfg.Refresh(ctx, node)
+		}
 	}
 	return p.session()
 }
@@ -349,7 +366,7 @@ func (t *Transport) call(ctx context.Context, k kind, to actor.Ref, msg any) (an
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("actor: call %v: %w", to, err)
 	}
-	s, err := t.session(to.Node)
+	s, err := t.session(ctx, to.Node)
 	if err != nil {
 		return nil, err
 	}
@@ -385,7 +402,11 @@ func (t *Transport) Send(to actor.Ref, msg any) error {
 }
 
 func (t *Transport) oneWay(ctx context.Context, k kind, to actor.Ref, msg any, mode pushMode) error {
-	s, err := t.session(to.Node)
+	sctx := ctx
+	if k == kindSend {
+		sctx = nil
+	}
+	s, err := t.session(sctx, to.Node)
 	if err != nil {
 		return err
 	}
@@ -403,7 +424,9 @@ func (t *Transport) oneWay(ctx context.Context, k kind, to actor.Ref, msg any, m
 // an error wrapping actor.ErrNodeDown. cancel stops the monitor; after it
 // returns, down is not called.
 func (t *Transport) Monitor(target actor.Ref, down func(reason error)) (cancel func()) {
-	s, err := t.session(target.Node)
+	ctx, stop := context.WithTimeout(t.ctx, t.cfg.DialTimeout)
+	s, err := t.session(ctx, target.Node)
+	stop()
 	if err != nil {
 		down(err)
 		return func() {}
@@ -420,7 +443,7 @@ func (t *Transport) CallName(ctx context.Context, node, name string, msg any) (a
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("actor: call %s@%s: %w", name, node, err)
 	}
-	s, err := t.session(node)
+	s, err := t.session(ctx, node)
 	if err != nil {
 		return nil, err
 	}

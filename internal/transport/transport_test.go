@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -840,5 +841,39 @@ func TestTakenCastAcrossNodes(t *testing.T) {
 	gone := actor.Ref{Node: "b", ID: 1 << 40, Incarnation: sinkRef.Incarnation}
 	if err := a.sys.CastTaken(ctx, gone, 1); !errors.Is(err, actor.ErrNotFound) {
 		t.Errorf("taken cast to no actor: %v", err)
+	}
+}
+
+// A node Lookup does not know is looked for with Refresh by Call, Cast,
+// CallName and Monitor, which may wait; never by Send, which does not.
+func TestUnknownNodeIsRefreshedExceptBySend(t *testing.T) {
+	hidden, seen := newBook(), newBook()
+	b := startNode(t, hidden, Config{Node: "b"})
+	var refreshes atomic.Int32
+	a := startNode(t, seen, Config{Node: "a", Refresh: func(ctx context.Context, node string) {
+		refreshes.Add(1)
+		if addr, ok := hidden.lookup(node); ok && ctx.Err() == nil {
+			seen.set(node, addr)
+		}
+	}})
+	ref := spawn(t, b, echo{})
+	ctx := ctxTimeout(t, 10*time.Second)
+	if err := a.sys.Send(ref, "info"); !errors.Is(err, actor.ErrNodeDown) {
+		t.Fatalf("send to a node Lookup does not know = %v, want ErrNodeDown", err)
+	}
+	if n := refreshes.Load(); n != 0 {
+		t.Fatalf("send refreshed %d times; it must not wait", n)
+	}
+	if v, err := a.sys.Call(ctx, ref, "hi"); err != nil || v != "hi" {
+		t.Fatalf("call after refresh = %v, %v", v, err)
+	}
+	if n := refreshes.Load(); n != 1 {
+		t.Fatalf("refreshes = %d, want 1", n)
+	}
+	if _, err := a.sys.Call(ctx, ref, "again"); err != nil || refreshes.Load() != 1 {
+		t.Fatalf("call on an open session = %v after %d refreshes; want no new refresh", err, refreshes.Load())
+	}
+	if _, err := a.sys.Call(ctx, actor.Ref{Node: "nobody", ID: 1, Incarnation: 1}, "x"); !errors.Is(err, actor.ErrNodeDown) || refreshes.Load() != 2 {
+		t.Fatalf("call to a node no one knows = %v after %d refreshes; want ErrNodeDown after 2", err, refreshes.Load())
 	}
 }
