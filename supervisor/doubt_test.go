@@ -150,3 +150,48 @@ func TestRestartInDoubtIsReleased(t *testing.T) {
 		t.Fatalf("the epoch was lost (%v): the test did not keep it alive", err)
 	}
 }
+
+// A claim that went through in etcd, its answer lost, does not lose the
+// handed-off state it took: the owner key is released with that state
+// again, for the next claim to start the child with.
+func TestClaimInDoubtKeepsTheStateItTook(t *testing.T) {
+	d, proxy, cli, started := newDoubtTestSupervisor(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	spec, _ := encodeSpec(ChildSpec{ID: "x", Kind: "k"})
+	if _, err := cli.Put(ctx, d.k.handoff("x"), "state"); err != nil {
+		t.Fatal(err)
+	}
+	put, err := cli.Put(ctx, d.k.spec("x"), string(spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.m.WaitRevision(ctx, put.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+	proxy.HoldReplies()
+	d.claim(d.c.Session.Current(), []string{"x"})
+	if o, ok := ownerKey(t, d, cli, "x"); !ok || o.Node != "a" {
+		t.Fatalf("owner key after the claim = %+v, %v: the claim did not reach etcd", o, ok)
+	}
+	if resp, err := cli.Get(ctx, d.k.handoff("x")); err != nil || resp.Count != 0 {
+		t.Fatalf("handoff key after the claim = %v, %v: the claim did not take it", resp, err)
+	}
+	select {
+	case r := <-started:
+		t.Fatalf("started as %v though the claim's answer was lost", r)
+	default:
+	}
+	proxy.Cut()
+	proxy.Heal()
+	etcdtest.WaitFor(t, 10*time.Second, 20*time.Millisecond, "the owner key to be released with the state it took", func() bool {
+		if _, ok := ownerKey(t, d, cli, "x"); ok {
+			return false
+		}
+		resp, err := cli.Get(context.Background(), d.k.handoff("x"))
+		return err == nil && resp.Count == 1 && string(resp.Kvs[0].Value) == "state"
+	})
+	if err := d.c.Session.Current().Check(); err != nil {
+		t.Fatalf("the epoch was lost (%v): the test did not keep it alive", err)
+	}
+}

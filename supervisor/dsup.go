@@ -138,20 +138,33 @@ func (d *Distributed) startedRef(id string) (actor.Ref, bool) {
 }
 
 // doubtful is an owner key in doubt, and the release that settles it.
+// claimed is the Ref a claim in doubt wrote: if the key holds it, the
+// claim went through, and took the child's handed-off state with it.
 type doubtful struct {
-	ep *lease.Epoch
-	r  release
+	ep      *lease.Epoch
+	r       release
+	claimed actor.Ref
 }
 
 // inDoubt records that etcd did not answer a request that wrote, or was
 // to delete, the owner keys of rs under ep, and looks at them again soon.
 func (d *Distributed) inDoubt(ep *lease.Epoch, rs ...release) {
+	ds := make([]doubtful, len(rs))
+	for i, r := range rs {
+		ds[i] = doubtful{ep: ep, r: r}
+	}
+	d.noteDoubts(ds)
+}
+
+func (d *Distributed) noteDoubts(ds []doubtful) {
 	d.mu.Lock()
-	for _, r := range rs {
-		d.doubt[r.id] = doubtful{ep: ep, r: r}
+	ids := make([]string, len(ds))
+	for i, x := range ds {
+		d.doubt[x.r.id] = x
+		ids[i] = x.r.id
 	}
 	d.mu.Unlock()
-	d.markDirty(idsOf(rs)...)
+	d.markDirty(ids...)
 }
 
 // settled forgets the doubt about ids: their owner keys were written or
@@ -656,8 +669,20 @@ func (d *Distributed) reconcile() {
 		}
 		if inDoubt && lc == nil && hasOwner && own.Node == d.c.NodeID && ownLease == ep.ID() {
 			// Owned under this epoch with no instance here: released,
-			// with the state its release carried, to be claimed anew.
-			d.releaseAll(ep, []release{doubt.r})
+			// with the state its release carried, or that the claim in
+			// doubt took, to be claimed anew.
+			r := doubt.r
+			if !doubt.claimed.IsZero() && own.Ref == doubt.claimed {
+				e, _ := d.lookup("owners/", id)
+				state, err := d.takenState(ep, id, e.ModRevision)
+				if err != nil {
+					d.log.Warn("reading the state a claim took failed; will retry", zap.String("child", id), zap.Error(err))
+					d.markDirty(id)
+					continue
+				}
+				r.handoff = state
+			}
+			d.releaseAll(ep, []release{r})
 			continue
 		}
 		want, ok := d.place(spec, snap)
@@ -908,11 +933,11 @@ func (d *Distributed) claimTxn(ep *lease.Epoch, ids []string, opsPerID int, cmp 
 	}
 	if err != nil {
 		d.log.Warn("claim failed; will retry", zap.Error(err))
-		rs := make([]release, len(ids))
+		ds := make([]doubtful, len(ids))
 		for i, id := range ids {
-			rs[i] = release{id: id}
+			ds[i] = doubtful{ep: ep, r: release{id: id}, claimed: ins[i].ref}
 		}
-		d.inDoubt(ep, rs...)
+		d.noteDoubts(ds)
 		return nil, nil, false
 	}
 	if resp.Succeeded {
@@ -968,6 +993,29 @@ func (in instance) abandon() {
 	if in.pr != nil {
 		in.pr.Abandon()
 	}
+}
+
+// takenState returns the handed-off state of id that the claim which
+// wrote its owner key at revision rev took: a claim takes the handoff key
+// by deleting it in the same transaction, so the key's value just before
+// rev is that state (nil: there was none). A compacted revision means the
+// state is gone: it is logged and nil returned.
+func (d *Distributed) takenState(ep *lease.Epoch, id string, rev int64) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ep.Context(), requestTimeout)
+	defer cancel()
+	resp, err := d.c.Client.Get(ctx, d.k.handoff(id), clientv3.WithRev(rev-1))
+	if errors.Is(err, rpctypes.ErrCompacted) {
+		d.log.Error("the state a claim took was compacted away in etcd; the child starts without it",
+			zap.String("child", id), zap.Int64("revision", rev-1))
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, nil
+	}
+	return resp.Kvs[0].Value, nil
 }
 
 // claimBatch claims up to idsPerTxn ids in one transaction, taking their

@@ -181,6 +181,24 @@ func TestProxyPauseHoldsTraffic(t *testing.T) {
 	}
 }
 
+func TestProxyHoldRepliesCarriesRequestsOut(t *testing.T) {
+	c := etcdtest.Start(t)
+	p := etcdtest.NewProxy(t, c.Endpoint(0))
+	cli := etcdtest.Dial(t, etcdtest.ClientConfig(p.Addr()))
+	put(t, cli, "k", "v")
+	p.HoldReplies()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := cli.Put(ctx, "k", "unanswered"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("put with its reply held: %v, want deadline exceeded", err)
+	}
+	if got := get(t, c.Client(t), "k"); got != "unanswered" {
+		t.Fatalf("get k = %q: the request did not reach etcd", got)
+	}
+	p.Heal()
+	put(t, cli, "k", "after")
+}
+
 func TestProxyLeaseKeepAliveGoesUnanswered(t *testing.T) {
 	c := etcdtest.Start(t)
 	p := etcdtest.NewProxy(t, c.Endpoint(0))

@@ -15,6 +15,7 @@ type proxyMode int
 
 const (
 	forwarding proxyMode = iota
+	repliesHeld
 	paused
 	cut
 )
@@ -23,10 +24,11 @@ const (
 // purpose. Point a client at Addr instead of the target; then Cut the link
 // (connections drop, new ones are refused), Pause it (connections stay open
 // but no byte moves in either direction, so requests and keepalives go
-// unanswered), and Heal it. With ProxyOptions.Source, the same can be done
-// to the connections of one source only (CutFrom, PauseFrom, HealFrom),
-// leaving the others alone. Its methods are safe to call from several
-// goroutines.
+// unanswered), hold only its replies (HoldReplies: requests are carried
+// out, their answers not seen), and Heal it. With ProxyOptions.Source,
+// the same can be done to the connections of one source only (CutFrom,
+// PauseFrom, HealFrom), leaving the others alone. Its methods are safe to
+// call from several goroutines.
 type Proxy struct {
 	ln     net.Listener
 	source func(net.Conn) string
@@ -173,6 +175,12 @@ func (p *Proxy) drop(match func(*proxyConn) bool) {
 // until Resume or Heal, or dropped by Cut.
 func (p *Proxy) Pause() { p.setMode(paused) }
 
+// HoldReplies holds what the target sends back while what clients send
+// still reaches it: requests are carried out and their answers are not
+// seen, as when a link fails after a request went through. Held bytes are
+// delivered by Heal and dropped by Cut.
+func (p *Proxy) HoldReplies() { p.setMode(repliesHeld) }
+
 // Resume ends a Pause: held bytes are delivered and forwarding goes on. It
 // also ends a Cut; it is the same as Heal.
 func (p *Proxy) Resume() { p.setMode(forwarding) }
@@ -303,24 +311,25 @@ func (p *Proxy) serve(c net.Conn) {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		p.pipe(pc, s, c)
+		p.pipe(pc, s, c, false)
 	}()
 	go func() {
 		defer wg.Done()
-		p.pipe(pc, c, s)
+		p.pipe(pc, c, s, true)
 	}()
 	wg.Wait()
 }
 
 // pipe copies src to dst until either side fails or the connection is
-// closed, holding each chunk while the proxy is paused.
-func (p *Proxy) pipe(pc *proxyConn, dst, src net.Conn) {
+// closed, holding each chunk while the proxy is paused (or, for replies
+// from the target, while it holds them).
+func (p *Proxy) pipe(pc *proxyConn, dst, src net.Conn, reply bool) {
 	defer pc.close()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
-			if !p.gate(pc) {
+			if !p.gate(pc, reply) {
 				return
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
@@ -333,17 +342,17 @@ func (p *Proxy) pipe(pc *proxyConn, dst, src net.Conn) {
 	}
 }
 
-// gate waits until bytes may move; it reports false when the connection is
-// to be dropped instead.
-func (p *Proxy) gate(pc *proxyConn) bool {
+// gate waits until bytes (replies from the target, if reply) may move; it
+// reports false when the connection is to be dropped instead.
+func (p *Proxy) gate(pc *proxyConn, reply bool) bool {
 	for {
 		p.mu.Lock()
 		mode, changed := p.modeOf(pc.src), p.changed
 		p.mu.Unlock()
-		switch mode {
-		case forwarding:
+		switch {
+		case mode == forwarding, mode == repliesHeld && !reply:
 			return true
-		case cut:
+		case mode == cut:
 			return false
 		}
 		select {
