@@ -110,12 +110,19 @@ func TestReleaseInDoubtIsDone(t *testing.T) {
 		t.Fatal("the release went through a cut proxy")
 	}
 	proxy.Heal()
+	waitReleasedWithState(t, d, cli, "x", "state")
+}
+
+// waitReleasedWithState waits until id's owner key is gone and its
+// handoff key holds state, with the supervisor's epoch alive throughout.
+func waitReleasedWithState(t *testing.T, d *Distributed, cli *clientv3.Client, id, state string) {
+	t.Helper()
 	etcdtest.WaitFor(t, 10*time.Second, 20*time.Millisecond, "the owner key to be released with the state", func() bool {
-		if _, ok := ownerKey(t, d, cli, "x"); ok {
+		if _, ok := ownerKey(t, d, cli, id); ok {
 			return false
 		}
-		resp, err := cli.Get(context.Background(), d.k.handoff("x"))
-		return err == nil && resp.Count == 1 && string(resp.Kvs[0].Value) == "state"
+		resp, err := cli.Get(context.Background(), d.k.handoff(id))
+		return err == nil && resp.Count == 1 && string(resp.Kvs[0].Value) == state
 	})
 	if err := d.c.Session.Current().Check(); err != nil {
 		t.Fatalf("the epoch was lost (%v): the test did not keep it alive", err)
@@ -184,14 +191,5 @@ func TestClaimInDoubtKeepsTheStateItTook(t *testing.T) {
 	}
 	proxy.Cut()
 	proxy.Heal()
-	etcdtest.WaitFor(t, 10*time.Second, 20*time.Millisecond, "the owner key to be released with the state it took", func() bool {
-		if _, ok := ownerKey(t, d, cli, "x"); ok {
-			return false
-		}
-		resp, err := cli.Get(context.Background(), d.k.handoff("x"))
-		return err == nil && resp.Count == 1 && string(resp.Kvs[0].Value) == "state"
-	})
-	if err := d.c.Session.Current().Check(); err != nil {
-		t.Fatalf("the epoch was lost (%v): the test did not keep it alive", err)
-	}
+	waitReleasedWithState(t, d, cli, "x", "state")
 }

@@ -109,11 +109,19 @@ func TestQuorumLossBlocksWrites(t *testing.T) {
 	put(t, cli, "k", "back")
 }
 
-func TestProxyCutAndHeal(t *testing.T) {
+// proxied starts a cluster and a client through a proxy in front of it,
+// and puts k=v through the proxy.
+func proxied(t *testing.T) (*etcdtest.Cluster, *etcdtest.Proxy, *clientv3.Client) {
+	t.Helper()
 	c := etcdtest.Start(t)
 	p := etcdtest.NewProxy(t, c.Endpoint(0))
 	cli := etcdtest.Dial(t, etcdtest.ClientConfig(p.Addr()))
 	put(t, cli, "k", "v")
+	return c, p, cli
+}
+
+func TestProxyCutAndHeal(t *testing.T) {
+	_, p, cli := proxied(t)
 
 	p.Cut()
 	const deadline = 500 * time.Millisecond
@@ -139,10 +147,7 @@ func TestProxyCutAndHeal(t *testing.T) {
 }
 
 func TestProxyPauseHoldsTraffic(t *testing.T) {
-	c := etcdtest.Start(t)
-	p := etcdtest.NewProxy(t, c.Endpoint(0))
-	cli := etcdtest.Dial(t, etcdtest.ClientConfig(p.Addr()))
-	put(t, cli, "k", "v")
+	c, p, cli := proxied(t)
 	if p.Conns() == 0 {
 		t.Fatal("no connection through the proxy")
 	}
@@ -182,10 +187,7 @@ func TestProxyPauseHoldsTraffic(t *testing.T) {
 }
 
 func TestProxyHoldRepliesCarriesRequestsOut(t *testing.T) {
-	c := etcdtest.Start(t)
-	p := etcdtest.NewProxy(t, c.Endpoint(0))
-	cli := etcdtest.Dial(t, etcdtest.ClientConfig(p.Addr()))
-	put(t, cli, "k", "v")
+	c, p, cli := proxied(t)
 	p.HoldReplies()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
