@@ -41,6 +41,8 @@ type Config struct {
 	// DataDir is the embedded etcd's data directory. Default: a new
 	// temporary directory, removed by Stop. Set it to keep the cluster's
 	// data (distributed children's specs, for instance) across restarts.
+	// A node started on the DataDir of a run that crashed revokes that
+	// run's lease, so it gets its id back at once.
 	DataDir string
 	// EmbeddedClientURL is the URL the embedded etcd listens on for clients,
 	// e.g. "http://127.0.0.1:2379". Default: a free loopback port.

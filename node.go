@@ -23,6 +23,7 @@ import (
 	"github.com/cohort-go/cohort/registry"
 	"github.com/cohort-go/cohort/ring"
 	"github.com/cohort-go/cohort/supervisor"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -122,6 +123,11 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.ping(ctx, endpoints); err != nil {
 		return nil, err
 	}
+	if n.etcd != nil {
+		if err := n.endPreviousRun(ctx); err != nil {
+			return nil, err
+		}
+	}
 	lc := cfg.leaseConfig()
 	lc.Logger = n.log
 	n.session, err = lease.Start(n.ctx, n.client, lc)
@@ -146,7 +152,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("cohort: membership: %w", err)
 	}
-	n.reg, err = registry.New(n.ctx, n.client, n.session, registry.Config{Prefix: cfg.Prefix, Logger: n.log})
+	n.reg, err = registry.New(n.ctx, n.client, n.session, registry.Config{Prefix: cfg.Prefix, Logger: n.log, Actors: n.sys})
 	if err != nil {
 		return nil, fmt.Errorf("cohort: registry: %w", err)
 	}
@@ -180,6 +186,31 @@ func (n *Node) startEmbedded(ctx context.Context) ([]string, error) {
 	}
 	n.etcd = srv
 	return []string{srv.ClientURL()}, nil
+}
+
+// endPreviousRun revokes the lease of an earlier run of this node found in
+// the embedded etcd it has just started from its data directory. That run
+// is dead: the etcd lived in its process and could not have outlived it.
+// Left alone, its lease would never expire, for etcd gives every lease a
+// full TTL again when it restarts, and it restarts with each attempt to
+// start the node: the member key would refuse this node's id for ever.
+// Revoking it does what its expiry would have: the dead run's names,
+// candidacies and children's owner keys go.
+func (n *Node) endPreviousRun(ctx context.Context) error {
+	resp, err := n.client.Get(ctx, ring.MemberKey(n.cfg.Prefix, n.cfg.NodeID))
+	if err != nil {
+		return fmt.Errorf("cohort: reading the member key: %w", err)
+	}
+	if len(resp.Kvs) == 0 || resp.Kvs[0].Lease == 0 {
+		return nil
+	}
+	id := clientv3.LeaseID(resp.Kvs[0].Lease)
+	if _, err := n.client.Revoke(ctx, id); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return fmt.Errorf("cohort: revoking the lease of this node's previous run (%x) in the embedded etcd: %w", int64(id), err)
+	}
+	n.log.Info("revoked the lease of this node's previous run, left in the embedded etcd's data directory",
+		zap.String("lease", fmt.Sprintf("%x", int64(id))))
+	return nil
 }
 
 // ping makes sure etcd answers, so a wrong endpoint fails Start with a clear

@@ -16,6 +16,7 @@ import (
 	"github.com/cohort-go/cohort/actor"
 	"github.com/cohort-go/cohort/internal/etcdtest"
 	"github.com/cohort-go/cohort/internal/proctest"
+	"github.com/cohort-go/cohort/registry"
 	"github.com/cohort-go/cohort/supervisor"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -33,6 +34,9 @@ const (
 	// envPeerDsup, if set, has the peer run the distributed supervisor
 	// "users" with the kind "counter" (dcounter).
 	envPeerDsup = "COHORT_TEST_PEER_DSUP"
+	// envPeerDataDir, if set, has the peer start an embedded etcd with
+	// this data directory, in place of COHORT_TEST_PEER_ETCD.
+	envPeerDataDir = "COHORT_TEST_PEER_DATADIR"
 )
 
 func TestMain(m *testing.M) {
@@ -90,7 +94,11 @@ func (b *blocker) HandleCall(ctx *actor.Context, msg any) (any, error) {
 func runPeer(id string, endpoints []string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	n, err := cohort.Start(ctx, cohort.Config{NodeID: id, Endpoints: endpoints, LeaseTTL: 2 * time.Second})
+	cfg := cohort.Config{NodeID: id, Endpoints: endpoints, LeaseTTL: 2 * time.Second}
+	if dir := os.Getenv(envPeerDataDir); dir != "" {
+		cfg.Endpoints, cfg.DataDir = nil, dir
+	}
+	n, err := cohort.Start(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "peer start:", err)
 		return 1
@@ -261,4 +269,26 @@ func TestDistributedCallsAfterKillDashNineAreHeld(t *testing.T) {
 		return errors.Is(err, cohort.ErrNodeDown)
 	})
 	wantCounts(t, ctx, a.sup, onB, 0, 15*time.Second, "after its node was killed (from its new instance)")
+}
+
+// A node that runs the embedded etcd with a data directory, killed
+// (kill -9), starts again under its own id at once: the lease of its dead
+// run, which etcd renews on every restart, is revoked, and the names of
+// that run are gone with it.
+func TestEmbeddedEtcdNodeRestartsAfterKillDashNine(t *testing.T) {
+	dir := t.TempDir()
+	p, err := startPeerProcess(proctest.TestBinary("peer with an embedded etcd", envPeerID+"=solo", envPeerDataDir+"="+dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.stop)
+	p.Kill()
+	n := startNode(t, cohort.Config{NodeID: "solo", DataDir: dir, LeaseTTL: 2 * time.Second})
+	ctx := timeout(t, 10*time.Second)
+	if ent, err := n.Registry().Lookup(ctx, "peer.echo"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("name of the killed run = %+v, %v; want it gone", ent, err)
+	}
+	if members := n.Ring().Nodes(); len(members) != 1 || members[0].ID != "solo" {
+		t.Fatalf("members = %v, want this node alone", members)
+	}
 }

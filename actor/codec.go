@@ -2,6 +2,7 @@ package actor
 
 import (
 	"context"
+	"encoding"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -71,6 +72,9 @@ func RegisterType[T any](name string) error {
 			return m, nil
 		}
 	} else {
+		if err := jsonCarries(typ, map[reflect.Type]bool{}); err != nil {
+			return fmt.Errorf("%w: register type %v as %q: %w", ErrInvalidOption, typ, name, err)
+		}
 		c.marshal = func(b []byte, v any) ([]byte, error) {
 			out, err := json.Marshal(v)
 			if err != nil {
@@ -87,6 +91,55 @@ func RegisterType[T any](name string) error {
 		}
 	}
 	return registerCodec(c)
+}
+
+// jsonCarries says why JSON cannot carry a value of typ, if it cannot: a
+// channel, a function, a complex number or an unsafe pointer (json.Marshal
+// refuses them), a generated protobuf message by value (it travels as a
+// pointer), or a struct whose fields are all unexported (it would arrive
+// empty, silently). A type with its own JSON or text marshalling is taken
+// at its word.
+func jsonCarries(typ reflect.Type, seen map[reflect.Type]bool) error {
+	if seen[typ] {
+		return nil
+	}
+	seen[typ] = true
+	for _, m := range []reflect.Type{reflect.TypeFor[json.Marshaler](), reflect.TypeFor[encoding.TextMarshaler]()} {
+		if typ.Implements(m) || reflect.PointerTo(typ).Implements(m) {
+			return nil
+		}
+	}
+	switch typ.Kind() {
+	case reflect.Chan, reflect.Func, reflect.Complex64, reflect.Complex128, reflect.UnsafePointer:
+		return fmt.Errorf("JSON cannot encode a %v", typ.Kind())
+	case reflect.Pointer, reflect.Slice, reflect.Array, reflect.Map:
+		if typ.Kind() == reflect.Pointer && typ.Implements(reflect.TypeFor[proto.Message]()) {
+			return nil
+		}
+		return jsonCarries(typ.Elem(), seen)
+	case reflect.Struct:
+		if reflect.PointerTo(typ).Implements(reflect.TypeFor[proto.Message]()) {
+			return fmt.Errorf("a protobuf message travels as a pointer: register *%v", typ)
+		}
+		carried := typ.NumField() == 0
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			if !f.IsExported() && !f.Anonymous || f.Tag.Get("json") == "-" {
+				continue
+			}
+			if err := jsonCarries(f.Type, seen); err != nil {
+				if f.IsExported() {
+					return fmt.Errorf("field %s: %w", f.Name, err)
+				}
+				continue
+			}
+			carried = true
+		}
+		if !carried {
+			return fmt.Errorf("%v has no exported field: JSON would carry nothing of it (export its fields, or implement json.Marshaler)", typ)
+		}
+	}
+	return nil
 }
 
 // MustRegisterType is RegisterType for package initialisation: it panics

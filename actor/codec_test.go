@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
 	"github.com/cohort-go/cohort/actor"
 )
 
@@ -94,5 +96,64 @@ func TestErrorsKeepTheirIdentityOnTheWire(t *testing.T) {
 	plain := actor.ErrorFromWire(actor.ErrorToWire(errors.New("plain")))
 	if plain.Error() != "plain" || errors.Unwrap(plain) != nil {
 		t.Fatalf("plain error = %#v", plain)
+	}
+}
+
+type (
+	hiddenFields struct {
+		secret string
+		n      int
+	}
+	withChan  struct{ C chan int }
+	signal    struct{}
+	embedsOK  struct{ codecOther }
+	skipsChan struct {
+		A int
+		C chan int `json:"-"`
+	}
+	cyclic struct {
+		Next *cyclic
+		V    int
+	}
+	marshals struct{ hidden int }
+)
+
+func (m marshals) MarshalJSON() ([]byte, error) { return []byte("1"), nil }
+
+// A type JSON cannot carry is refused when it is registered, not found
+// out at the first send, or never (a struct of unexported fields arrives
+// empty).
+func TestRegisterTypeRefusesWhatJSONCannotCarry(t *testing.T) {
+	refused := map[string]error{
+		"hidden fields":       actor.RegisterType[hiddenFields]("test.hidden"),
+		"chan":                actor.RegisterType[chan int]("test.chan"),
+		"func":                actor.RegisterType[func()]("test.func"),
+		"struct with a chan":  actor.RegisterType[withChan]("test.withchan"),
+		"slice of hidden":     actor.RegisterType[[]hiddenFields]("test.hiddenslice"),
+		"complex":             actor.RegisterType[complex128]("test.complex"),
+		"pointer to a struct": actor.RegisterType[*hiddenFields]("test.hiddenptr"),
+		"protobuf by value":   actor.RegisterType[wrapperspb.Int32Value]("test.protovalue"),
+	}
+	for what, err := range refused {
+		if !errors.Is(err, actor.ErrInvalidOption) {
+			t.Errorf("register %s = %v, want ErrInvalidOption", what, err)
+		}
+	}
+	if err := actor.RegisterType[hiddenFields]("test.hidden"); err == nil || !strings.Contains(err.Error(), "no exported field") {
+		t.Errorf("register a struct of unexported fields = %v; want it to say why", err)
+	}
+	accepted := map[string]error{
+		"empty struct":       actor.RegisterType[signal]("test.signal"),
+		"embedded exported":  actor.RegisterType[embedsOK]("test.embeds"),
+		"chan tagged out":    actor.RegisterType[skipsChan]("test.skipschan"),
+		"cyclic type":        actor.RegisterType[cyclic]("test.cyclic"),
+		"own MarshalJSON":    actor.RegisterType[marshals]("test.marshals"),
+		"map of string":      actor.RegisterType[map[string]int]("test.map"),
+		"pointer to exports": actor.RegisterType[*codecOther]("test.otherptr"),
+	}
+	for what, err := range accepted {
+		if err != nil {
+			t.Errorf("register %s = %v", what, err)
+		}
 	}
 }

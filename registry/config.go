@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"go.uber.org/zap"
+
+	"github.com/cohort-go/cohort/actor"
 )
 
 // DefaultMaxValueSize is the default bound on the metadata stored with a
@@ -28,6 +30,16 @@ type Config struct {
 
 	// Logger receives watch and cache events. Nil means no logging.
 	Logger *zap.Logger
+
+	// Actors, if set, is the node's actor system. A name registered (or
+	// updated) for one of its actors is then bound to that actor as well
+	// as to the lease: it is released when the actor exits. Register
+	// and Update refuse one of its actors that is not alive, and Register
+	// takes over a name this node holds under its current epoch for one
+	// of its actors that has exited: an actor restarted by its supervisor
+	// that registers its name again in Init must not find it held by its
+	// dead instance while that release is under way.
+	Actors *actor.System
 }
 
 func (cfg Config) withDefaults() (Config, error) {

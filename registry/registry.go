@@ -61,6 +61,9 @@ type Registry struct {
 	lost       map[clientv3.LeaseID]struct{}
 	lostOrder  []clientv3.LeaseID
 	subs       map[*subscriber]struct{}
+
+	bmu   sync.Mutex
+	bound map[string]*binding // names registered for actors of Config.Actors
 }
 
 var _ actor.Resolver = (*Registry)(nil)
@@ -86,6 +89,7 @@ func New(ctx context.Context, client *clientv3.Client, session *lease.Session, c
 		revChanged: make(chan struct{}),
 		lost:       make(map[clientv3.LeaseID]struct{}),
 		subs:       make(map[*subscriber]struct{}),
+		bound:      make(map[string]*binding),
 	}
 	rev, err := r.load(ctx)
 	if err != nil {
@@ -133,8 +137,16 @@ func (r *Registry) checkOpen() error {
 // lost while the transaction ran (the name is then released again, best
 // effort). When ctx ends the call returns ctx's error and the name may or
 // may not have been taken; Lookup tells.
+//
+// With Config.Actors, a ref of that system must be alive (else an error
+// wrapping actor.ErrNotFound), the name is released when that actor exits,
+// and a name this node holds for one of its actors that exited is taken
+// over rather than refused.
 func (r *Registry) Register(ctx context.Context, name string, ref actor.Ref, value []byte) error {
 	if err := r.checkWrite(name, ref, value); err != nil {
+		return fmt.Errorf("registry: register %q: %w", name, err)
+	}
+	if err := r.checkAlive(ref); err != nil {
 		return fmt.Errorf("registry: register %q: %w", name, err)
 	}
 	e, err := r.session.Wait(ctx)
@@ -146,28 +158,56 @@ func (r *Registry) Register(ctx context.Context, name string, ref actor.Ref, val
 		return err
 	}
 	key := r.key(name)
-	resp, err := r.client.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, data, clientv3.WithLease(e.ID()))).
-		Else(clientv3.OpGet(key)).
-		Commit()
+	resp, err := r.take(ctx, name, key, data, e.ID())
 	if err != nil {
-		return fmt.Errorf("registry: register %q: %w", name, err)
-	}
-	if !resp.Succeeded {
-		kvs := resp.Responses[0].GetResponseRange().Kvs
-		owner, derr := decode(name, kvs[0])
-		if derr != nil {
-			return fmt.Errorf("registry: register %q: taken by an unreadable record: %w", name, derr)
-		}
-		return &actor.AlreadyRegisteredError{Name: name, Owner: owner.Ref}
+		return err
 	}
 	r.noteWrite(resp.Header.Revision)
 	if lerr := e.Err(); lerr != nil {
 		r.releaseLost(ctx, key, e.ID())
 		return fmt.Errorf("registry: register %q: %w: %w", name, lease.ErrEpochLost, lerr)
 	}
+	r.bind(name, ref, data, e.ID())
 	return nil
+}
+
+// take writes data under key, bound to lease, if no one holds the name, or
+// if this node holds it under lease for one of its actors that exited (its
+// release is under way: the name is taken over). A name that changed
+// between the two looks is looked at again, once.
+func (r *Registry) take(ctx context.Context, name, key, data string, lease clientv3.LeaseID) (*clientv3.TxnResponse, error) {
+	for attempt := 0; ; attempt++ {
+		resp, err := r.client.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+			Then(clientv3.OpPut(key, data, clientv3.WithLease(lease))).
+			Else(clientv3.OpGet(key)).
+			Commit()
+		if err != nil {
+			return nil, fmt.Errorf("registry: register %q: %w", name, err)
+		}
+		if resp.Succeeded {
+			return resp, nil
+		}
+		held := resp.Responses[0].GetResponseRange().Kvs[0]
+		owner, err := decode(name, held)
+		if err != nil {
+			return nil, fmt.Errorf("registry: register %q: taken by an unreadable record: %w", name, err)
+		}
+		if attempt > 0 || owner.Lease != lease || !r.local(owner.Ref) || r.cfg.Actors.Alive(owner.Ref) {
+			return nil, &actor.AlreadyRegisteredError{Name: name, Owner: owner.Ref}
+		}
+		resp, err = r.client.Txn(ctx).
+			If(clientv3.Compare(clientv3.Value(key), "=", string(held.Value)),
+				clientv3.Compare(clientv3.LeaseValue(key), "=", lease)).
+			Then(clientv3.OpPut(key, data, clientv3.WithLease(lease))).
+			Commit()
+		if err != nil {
+			return nil, fmt.Errorf("registry: register %q: %w", name, err)
+		}
+		if resp.Succeeded {
+			return resp, nil
+		}
+	}
 }
 
 // Update replaces the ref and value of a name this node holds under its
@@ -175,9 +215,14 @@ func (r *Registry) Register(ctx context.Context, name string, ref actor.Ref, val
 // with an error wrapping ErrNotFound when the name is not registered,
 // ErrNotOwner (naming the owner) when another lease holds it, and
 // lease.ErrEpochLost when the current epoch is lost. On ctx's end it
-// returns ctx's error and the update may or may not have happened.
+// returns ctx's error and the update may or may not have happened. With
+// Config.Actors, a ref of that system must be alive, and the name is then
+// bound to it as Register binds it.
 func (r *Registry) Update(ctx context.Context, name string, ref actor.Ref, value []byte) error {
 	if err := r.checkWrite(name, ref, value); err != nil {
+		return fmt.Errorf("registry: update %q: %w", name, err)
+	}
+	if err := r.checkAlive(ref); err != nil {
 		return fmt.Errorf("registry: update %q: %w", name, err)
 	}
 	e := r.session.Current()
@@ -201,6 +246,7 @@ func (r *Registry) Update(ctx context.Context, name string, ref actor.Ref, value
 		return r.notMine("update", name, resp)
 	}
 	r.noteWrite(resp.Header.Revision)
+	r.bind(name, ref, data, e.ID())
 	return nil
 }
 
@@ -233,6 +279,7 @@ func (r *Registry) Unregister(ctx context.Context, name string) error {
 		return r.notMine("unregister", name, resp)
 	}
 	r.noteWrite(resp.Header.Revision)
+	r.unbind(name)
 	return nil
 }
 

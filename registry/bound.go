@@ -1,0 +1,121 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/cohort-go/cohort/actor"
+)
+
+// A name registered for an actor of the node's own system (Config.Actors)
+// is bound to the actor as well as to the lease: a monitor releases it when
+// the actor exits, with a transaction that deletes the key only while it
+// still holds that registration, so a name registered again meanwhile, or
+// gone with its lease, is left alone.
+
+// binding is the registration of a name for a local actor, as written.
+type binding struct {
+	data  string
+	lease clientv3.LeaseID
+	mon   actor.MonitorRef // guarded by Registry.bmu
+}
+
+// local reports whether ref is an actor of the node's own system.
+func (r *Registry) local(ref actor.Ref) bool {
+	return r.cfg.Actors != nil && ref.Node == r.cfg.Actors.Node()
+}
+
+// checkAlive refuses a Ref of the node's own system that is not alive: a
+// name would point at an actor that can never answer.
+func (r *Registry) checkAlive(ref actor.Ref) error {
+	if r.local(ref) && !r.cfg.Actors.Alive(ref) {
+		return fmt.Errorf("%w: %v is not alive (register a running actor, from its Init or after Spawn)", actor.ErrNotFound, ref)
+	}
+	return nil
+}
+
+// bind follows ref, registered under name as data under lease, if it is
+// an actor of this node: the name is released when it exits.
+func (r *Registry) bind(name string, ref actor.Ref, data string, lease clientv3.LeaseID) {
+	r.unbind(name)
+	if !r.local(ref) {
+		return
+	}
+	b := &binding{data: data, lease: lease}
+	r.bmu.Lock()
+	r.bound[name] = b
+	r.bmu.Unlock()
+	m := r.cfg.Actors.MonitorFunc(ref, func(actor.Down) { r.exited(name, b) })
+	r.bmu.Lock()
+	b.mon = m
+	r.bmu.Unlock()
+}
+
+// unbind stops following the actor registered under name, if any.
+func (r *Registry) unbind(name string) {
+	r.bmu.Lock()
+	b := r.bound[name]
+	delete(r.bound, name)
+	var m actor.MonitorRef
+	if b != nil {
+		m = b.mon
+	}
+	r.bmu.Unlock()
+	if b != nil {
+		r.cfg.Actors.Demonitor(m)
+	}
+}
+
+// exited releases name, registered as b, after its actor exited. It runs
+// on the monitor's callback, so the release runs in a goroutine of its
+// own, which Close waits for.
+func (r *Registry) exited(name string, b *binding) {
+	r.bmu.Lock()
+	if r.bound[name] == b {
+		delete(r.bound, name)
+	}
+	r.bmu.Unlock()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.closed.Load() {
+		return
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.releaseExited(name, b)
+	}()
+}
+
+// releaseExited deletes name's key while it holds b, retrying while etcd
+// does not answer, until the registry closes. Once the key holds another
+// registration, or is gone, there is nothing to do.
+func (r *Registry) releaseExited(name string, b *binding) {
+	key := r.key(name)
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
+		resp, err := r.client.Txn(ctx).
+			If(clientv3.Compare(clientv3.Value(key), "=", b.data),
+				clientv3.Compare(clientv3.LeaseValue(key), "=", b.lease)).
+			Then(clientv3.OpDelete(key)).
+			Commit()
+		cancel()
+		if err == nil {
+			if resp.Succeeded {
+				r.noteWrite(resp.Header.Revision)
+				r.log.Debug("name released: its actor exited", zap.String("name", name))
+			}
+			return
+		}
+		r.log.Warn("releasing the name of an actor that exited failed; will retry", zap.String("name", name), zap.Error(err))
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
