@@ -16,12 +16,15 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/h2c"
+
 	"github.com/cohort-go/cohort"
 	"github.com/cohort-go/cohort/internal/embedetcd"
 	"github.com/cohort-go/cohort/internal/etcdtest"
 	"github.com/cohort-go/cohort/internal/testcert"
-	"go.etcd.io/etcd/client/pkg/v3/transport"
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // writePEM writes a CA and a certificate it issued as PEM files.
@@ -97,6 +100,8 @@ func TestEtcdTLSAndAuth(t *testing.T) {
 	web.Config.ErrorLog = log.New(io.Discard, "", 0)           // the etcd client speaks plain HTTP/2 to it
 	web.StartTLS()
 	t.Cleanup(web.Close)
+	h2web := httptest.NewServer(h2c.NewHandler(http.NotFoundHandler(), &http2.Server{})) // plain HTTP/2: not etcd
+	t.Cleanup(h2web.Close)
 	// Each refusal says what to change.
 	bad := map[string]struct {
 		cfg  cohort.Config
@@ -113,6 +118,7 @@ func TestEtcdTLSAndAuth(t *testing.T) {
 			"does not speak TLS"},
 		"nothing listening": {cohort.Config{Endpoints: []string{"127.0.0.1:1"}}, "cannot connect"},
 		"a web server":      {cohort.Config{Endpoints: []string{strings.TrimPrefix(web.URL, "https://")}}, "is it etcd's client URL"},
+		"an HTTP/2 server":  {cohort.Config{Endpoints: []string{h2web.URL}}, "answers HTTP/2, but not as etcd does"},
 	}
 	for name, tc := range bad {
 		t.Run(name, func(t *testing.T) {

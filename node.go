@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -225,8 +226,16 @@ func (n *Node) ping(ctx context.Context, endpoints []string) error {
 		if etcdDenied(err) {
 			return n.deniedError(err)
 		}
+		hint := ""
+		if strings.Contains(err.Error(), "unexpected HTTP status code") {
+			// A gRPC call answered with a plain HTTP status: an HTTP
+			// server, not etcd.
+			hint = fmt.Sprintf("%s answers HTTP/2, but not as etcd does: is it etcd's client URL (etcd's default port is 2379)?", endpoints[0])
+		} else {
+			hint = n.etcdHint(endpoints)
+		}
 		return fmt.Errorf("%w: %v within %v (DialTimeout %v, less %v kept to probe the endpoint): %w (%s)", ErrEtcdUnreachable, endpoints,
-			n.cfg.DialTimeout-n.probeBudget(), n.cfg.DialTimeout, n.probeBudget(), err, n.etcdHint(endpoints))
+			n.cfg.DialTimeout-n.probeBudget(), n.cfg.DialTimeout, n.probeBudget(), err, hint)
 	}
 	return nil
 }

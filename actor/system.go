@@ -630,7 +630,9 @@ func (p *process) kill(reason error) {
 	p.exit(reason)
 }
 
-// Alive reports whether r is a live actor of this system.
+// Alive reports whether r is a live actor of this system. It answers for
+// this node's actors only: for a Ref of another node it is false whether
+// or not that actor runs (monitor it, or call it, to know).
 func (s *System) Alive(r Ref) bool {
 	p, err := s.local(r)
 	return err == nil && !p.exited.Load()
