@@ -61,3 +61,65 @@ func Example() {
 	// 1 <nil>
 	// ok <nil>
 }
+
+// Greet is a message that travels between nodes.
+type Greet struct{ Name string }
+
+func init() { actor.MustRegisterType[Greet]("example.Greet") }
+
+// Greeter answers Greet calls and counts Greet casts.
+type Greeter struct{ casts int }
+
+func (g *Greeter) HandleCall(_ *actor.Context, msg any) (any, error) {
+	if m, ok := msg.(Greet); ok {
+		return fmt.Sprintf("hello, %s (after %d casts)", m.Name, g.casts), nil
+	}
+	return nil, actor.ErrUnhandled
+}
+
+func (g *Greeter) HandleCast(_ *actor.Context, msg any) error {
+	if _, ok := msg.(Greet); ok {
+		g.casts++
+	}
+	return nil
+}
+
+// Example_messaging is the README's messaging between two nodes: an actor
+// registered under a global name on one, called, cast to and monitored
+// from the other.
+func Example_messaging() {
+	ctx := context.Background()
+	node, err := cohort.Start(ctx, cohort.Config{NodeID: "first"})
+	if err != nil {
+		panic(err)
+	}
+	defer node.Stop(ctx)
+	ref, err := node.System().Spawn(ctx, &Greeter{}, actor.Options{})
+	if err != nil {
+		panic(err)
+	}
+	if err := node.Registry().Register(ctx, "greeter", ref, nil); err != nil {
+		panic(err)
+	}
+
+	other, err := cohort.Start(ctx, cohort.Config{NodeID: "second", Endpoints: node.Endpoints()})
+	if err != nil {
+		panic(err)
+	}
+	defer other.Stop(ctx)
+	// Messages from one node to an actor arrive in order: the monitor,
+	// then the cast, then the call.
+	_, down := other.System().Monitor(ref)
+	if err := other.Cast(ctx, actor.Name("greeter"), Greet{"bob"}); err != nil {
+		panic(err)
+	}
+	v, err := other.Call(ctx, actor.Name("greeter"), Greet{"ada"})
+	fmt.Println(v, err)
+	if err := node.System().Stop(ctx, ref, nil); err != nil {
+		panic(err)
+	}
+	fmt.Println((<-down).Reason)
+	// Output:
+	// hello, ada (after 1 casts) <nil>
+	// normal
+}

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cohort-go/cohort/actor"
+	"github.com/cohort-go/cohort/lease"
 )
 
 // A name registered for an actor of the node's own system (Config.Actors)
@@ -18,10 +19,12 @@ import (
 // gone with its lease, is left alone.
 
 // binding is the registration of a name for a local actor, as written.
+// lease and mon are guarded by Registry.bmu: a rejoin moves the name to
+// the next epoch's lease.
 type binding struct {
 	data  string
 	lease clientv3.LeaseID
-	mon   actor.MonitorRef // guarded by Registry.bmu
+	mon   actor.MonitorRef
 }
 
 // local reports whether ref is an actor of the node's own system.
@@ -96,11 +99,14 @@ func (r *Registry) exited(name string, b *binding) {
 // registration, or is gone, there is nothing to do.
 func (r *Registry) releaseExited(name string, b *binding) {
 	key := r.key(name)
+	r.bmu.Lock()
+	lease := b.lease
+	r.bmu.Unlock()
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
 		ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
 		resp, err := r.client.Txn(ctx).
 			If(clientv3.Compare(clientv3.Value(key), "=", b.data),
-				clientv3.Compare(clientv3.LeaseValue(key), "=", b.lease)).
+				clientv3.Compare(clientv3.LeaseValue(key), "=", lease)).
 			Then(clientv3.OpDelete(key)).
 			Commit()
 		cancel()
@@ -113,6 +119,66 @@ func (r *Registry) releaseExited(name string, b *binding) {
 		}
 		r.log.Warn("releasing the name of an actor that exited failed; will retry", zap.String("name", name), zap.Error(err))
 		select {
+		case <-r.ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// rebind registers again, under the epoch e that follows a lost one, the
+// names of this node's actors that were bound to the lost lease and still
+// run: a node that rejoins the cluster gets its actors' names back, unless
+// another node took one meanwhile (then the name is theirs, and this
+// actor's binding ends). A name etcd does not answer for is tried again
+// while e lives.
+func (r *Registry) rebind(lost clientv3.LeaseID, e *lease.Epoch) {
+	r.bmu.Lock()
+	todo := make(map[string]*binding)
+	for name, b := range r.bound {
+		if b.lease == lost {
+			todo[name] = b
+		}
+	}
+	r.bmu.Unlock()
+	for wait := 100 * time.Millisecond; len(todo) > 0; wait = min(2*wait, 5*time.Second) {
+		for name, b := range todo {
+			key := r.key(name)
+			ctx, cancel := context.WithTimeout(e.Context(), 5*time.Second)
+			resp, err := r.client.Txn(ctx).
+				If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+				Then(clientv3.OpPut(key, b.data, clientv3.WithLease(e.ID()))).
+				Commit()
+			cancel()
+			if err != nil {
+				continue
+			}
+			delete(todo, name)
+			r.bmu.Lock()
+			current := r.bound[name] == b
+			if current && resp.Succeeded {
+				b.lease = e.ID()
+			}
+			r.bmu.Unlock()
+			switch {
+			case resp.Succeeded && current:
+				r.noteWrite(resp.Header.Revision)
+				r.log.Info("name registered again after the node rejoined", zap.String("name", name))
+			case resp.Succeeded:
+				// Its actor exited, or the name was unbound, meanwhile.
+				r.releaseLost(e.Context(), key, e.ID())
+			case current:
+				r.unbind(name)
+				r.log.Warn("name taken by another node while this one was out of the cluster; its actor no longer holds it",
+					zap.String("name", name))
+			}
+		}
+		if len(todo) == 0 {
+			return
+		}
+		select {
+		case <-e.Lost():
+			return
 		case <-r.ctx.Done():
 			return
 		case <-time.After(wait):

@@ -179,3 +179,64 @@ func TestRegisterTakesOverTheNameOfADeadLocalActor(t *testing.T) {
 		t.Fatalf("register over another node's name = %v, want ErrAlreadyRegistered", err)
 	}
 }
+
+// A node that loses its lease epoch and rejoins registers the names of its
+// actors that still run again, under the new epoch; a name another node
+// took while it was out stays theirs.
+func TestRejoinRegistersLiveActorsAgain(t *testing.T) {
+	cl := etcdtest.Start(t)
+	proxy := etcdtest.NewProxy(t, cl.Endpoints()[0])
+	sys := actor.NewSystem(actor.Config{Node: "a"})
+	t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
+	a := startNodeTTL(t, "a", etcdtest.Dial(t, etcdtest.ClientConfig(proxy.Addr())), registry.Config{Actors: sys}, testTTL)
+	b := startNode(t, "b", cl.Client(t), registry.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	kept, taken, gone := spawnIdle(t, sys), spawnIdle(t, sys), spawnIdle(t, sys)
+	for name, ref := range map[string]actor.Ref{"kept": kept, "taken": taken, "gone": gone} {
+		if err := a.reg.Register(ctx, name, ref, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	epoch := a.session.Current()
+	proxy.Pause()
+	select {
+	case <-epoch.Lost():
+	case <-time.After(3 * testTTL):
+		t.Fatal("epoch not lost")
+	}
+	etcdtest.WaitFor(t, 3*testTTL, 10*time.Millisecond, "etcd to expire a's names", func() bool {
+		return stored(t, b, "kept").IsZero()
+	})
+	theirs := b.ref()
+	if err := b.reg.Register(ctx, "taken", theirs, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := sys.Stop(ctx, gone, nil); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Resume()
+	next, err := a.session.Next(ctx, epoch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	etcdtest.WaitFor(t, 10*time.Second, 10*time.Millisecond, "a's live actor's name to be registered again", func() bool {
+		return stored(t, b, "kept") == kept
+	})
+	if ent, err := b.reg.Lookup(ctx, "kept"); err == nil && ent.Lease != next.ID() {
+		t.Fatalf("kept is bound to lease %x, want the new epoch's %x", ent.Lease, next.ID())
+	}
+	if got := stored(t, b, "taken"); got != theirs {
+		t.Fatalf("taken = %v after a rejoined, want b's %v", got, theirs)
+	}
+	if got := stored(t, b, "gone"); !got.IsZero() {
+		t.Fatalf("the name of an actor that stopped while a was out came back: %v", got)
+	}
+	// The name registered again still goes with its actor.
+	if err := sys.Stop(ctx, kept, nil); err != nil {
+		t.Fatal(err)
+	}
+	etcdtest.WaitFor(t, 10*time.Second, 10*time.Millisecond, "the name registered again to go with its actor", func() bool {
+		return stored(t, b, "kept").IsZero()
+	})
+}

@@ -182,7 +182,9 @@ func (r *Registry) pause(backoff *time.Duration) bool {
 
 // epochLoop drops this node's names from the cache as soon as the epoch
 // they were registered under is lost: their keys die with the lease, and
-// until etcd deletes them nobody on this node may rely on them.
+// until etcd deletes them nobody on this node may rely on them. Under the
+// next epoch, the names of this node's actors still running are
+// registered again (rebind).
 func (r *Registry) epochLoop() {
 	defer r.wg.Done()
 	e := r.session.Current()
@@ -197,6 +199,7 @@ func (r *Registry) epochLoop() {
 		if err != nil {
 			return
 		}
+		r.rebind(e.ID(), next)
 		e = next
 	}
 }

@@ -5,8 +5,11 @@
 // writer wins: Register is a transaction that puts the key only if it does
 // not exist. Names of a node disappear with its lease, so a dead node's
 // names go away when etcd expires its lease, and a node that loses its
-// lease epoch drops its own names from its view at once. Registering again
-// under the next epoch is the caller's job (see lease.Session.Next).
+// lease epoch drops its own names from its view at once. With
+// Config.Actors, a name of one of the node's own actors goes when the
+// actor exits, and is registered again under the next epoch if the actor
+// still runs and no one took the name meanwhile; other names are the
+// caller's to register again (see lease.Session.Next).
 //
 // Lookups are served from a local cache of the whole names prefix, fed by
 // a watch; a miss falls back to a linearizable read. The cache is as fresh
