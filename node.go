@@ -423,7 +423,7 @@ func (n *Node) Campaign(ctx context.Context, name, value string) (*election.Lead
 // and actor.ErrSystemStopped.
 func (n *Node) Call(ctx context.Context, to actor.Target, msg any) (any, error) {
 	v, err := n.sys.Call(ctx, to, msg)
-	return v, n.systemStopped(err)
+	return v, n.unnamed(to, n.systemStopped(err))
 }
 
 // WaitName waits until name is registered in the global registry, as seen
@@ -460,12 +460,21 @@ func (n *Node) WaitName(ctx context.Context, name string) (actor.Ref, error) {
 
 // Cast casts to an actor; see actor.System.Cast and Call.
 func (n *Node) Cast(ctx context.Context, to actor.Target, msg any) error {
-	return n.systemStopped(n.sys.Cast(ctx, to, msg))
+	return n.unnamed(to, n.systemStopped(n.sys.Cast(ctx, to, msg)))
 }
 
 // Send sends a raw message; see actor.System.Send and Call.
 func (n *Node) Send(to actor.Target, msg any) error {
-	return n.systemStopped(n.sys.Send(to, msg))
+	return n.unnamed(to, n.systemStopped(n.sys.Send(to, msg)))
+}
+
+// unnamed adds to the error of a message to a name no one holds that the
+// name may not be registered yet.
+func (n *Node) unnamed(to actor.Target, err error) error {
+	if _, ok := to.(actor.Name); ok && errors.Is(err, actor.ErrNotFound) && strings.Contains(err.Error(), "no actor registered") {
+		return fmt.Errorf("%w (if it is about to be registered, a singleton not yet elected for instance, Node.WaitName waits for it)", err)
+	}
+	return err
 }
 
 func (n *Node) isStopped() bool {

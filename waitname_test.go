@@ -3,6 +3,7 @@ package cohort_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,6 +30,10 @@ func TestWaitName(t *testing.T) {
 	}
 	if el := time.Since(start); el > 5*time.Second {
 		t.Fatalf("WaitName outlived its 100ms context by %v", el)
+	}
+	// A call to the name before it is registered says what to do.
+	if _, err := b.Call(ctx, actor.Name("billing"), "status"); !errors.Is(err, actor.ErrNotFound) || !strings.Contains(err.Error(), "Node.WaitName") {
+		t.Fatalf("call to a name nobody holds = %v, want ErrNotFound pointing at WaitName", err)
 	}
 
 	type result struct {
