@@ -78,7 +78,10 @@ type Node struct {
 // for a Config it cannot work with, with ErrDuplicateNode if a live node
 // already has the id, with ErrEtcdUnreachable if etcd does not answer within
 // DialTimeout, and with ctx's error when ctx ends first. Whatever was started
-// is stopped again on failure.
+// is stopped again on failure. An id held by another instance is waited
+// for, up to one TTL of that instance's lease: a dead one's expires and
+// the node starts (a restart right after a crash needs no retry loop); a
+// live one renews it and Start fails with ErrDuplicateNode.
 func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	cfg, err = cfg.withDefaults()
 	if err != nil {
@@ -145,7 +148,11 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.member = ring.Member{ID: cfg.NodeID, Addr: addr, StartedAt: time.Now().UTC(), Version: Version,
 		Kinds: cfg.Kinds, Roles: cfg.Roles, TLS: n.serverTLS != nil}
 	first := n.session.Current()
-	if err := n.claimMember(n.ctx, first); err != nil {
+	err = n.claimMember(n.ctx, first)
+	if errors.Is(err, ErrDuplicateNode) {
+		err = n.awaitIDFree(ctx, first, err)
+	}
+	if err != nil {
 		return nil, err
 	}
 	n.sys = actor.NewSystem(actor.Config{Node: cfg.NodeID, Logger: n.log})
@@ -310,6 +317,45 @@ func (n *Node) claimMember(ctx context.Context, ep *lease.Epoch) error {
 		return n.claimMember(ctx, ep)
 	}
 	return nil
+}
+
+// awaitIDFree waits, after claimMember found the node's id held by another
+// instance, for that instance's lease to expire, for up to its TTL (and a
+// second): a node restarted right after its process died finds its dead
+// run's member key until then. An instance that is alive renews its lease
+// and keeps the key: that is ErrDuplicateNode, saying so. The wait ends
+// with ctx too.
+func (n *Node) awaitIDFree(ctx context.Context, ep *lease.Epoch, dup error) error {
+	key := ring.MemberKey(n.cfg.Prefix, n.cfg.NodeID)
+	resp, err := n.client.Get(ctx, key)
+	if err != nil {
+		return dup
+	}
+	if len(resp.Kvs) == 0 {
+		return n.claimMember(n.ctx, ep)
+	}
+	kv := resp.Kvs[0]
+	ttl := n.cfg.LeaseTTL
+	if lr, err := n.client.TimeToLive(ctx, clientv3.LeaseID(kv.Lease)); err == nil && lr.GrantedTTL > 0 {
+		ttl = time.Duration(lr.GrantedTTL) * time.Second
+	}
+	n.log.Info("node id held by another instance; waiting up to its lease TTL for it to go", zap.Duration("ttl", ttl))
+	wctx, cancel := context.WithTimeout(ctx, ttl+time.Second)
+	defer cancel()
+	for wr := range n.client.Watch(wctx, key, clientv3.WithRev(resp.Header.Revision+1), clientv3.WithFilterPut()) {
+		if len(wr.Events) > 0 {
+			return n.claimMember(n.ctx, ep)
+		}
+		if wr.Err() != nil {
+			break
+		}
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w (the start's context ended while waiting for that instance's lease to expire)", dup)
+	}
+	old, _ := ring.DecodeMember(kv.Value)
+	return fmt.Errorf("%w: %q (started %v) is alive: it kept its lease for its TTL (%v) — choose another NodeID",
+		ErrDuplicateNode, n.cfg.NodeID, old.StartedAt, ttl)
 }
 
 // keepMember re-puts the member key under every new epoch of the session,

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -156,10 +157,17 @@ func TestNodesSeeEachOther(t *testing.T) {
 
 func TestDuplicateNodeIDFails(t *testing.T) {
 	cl := etcdtest.Start(t)
-	startNode(t, cohort.Config{NodeID: "same", Endpoints: cl.Endpoints()})
+	startNode(t, cohort.Config{NodeID: "same", Endpoints: cl.Endpoints(), LeaseTTL: 2 * time.Second})
 	_, err := cohort.Start(context.Background(), cohort.Config{NodeID: "same", Endpoints: cl.Endpoints()})
+	if !errors.Is(err, cohort.ErrDuplicateNode) || !strings.Contains(err.Error(), "is alive") {
+		t.Fatalf("second node with same id: %v; want ErrDuplicateNode saying the first is alive", err)
+	}
+	// A start whose context ends first says what it was waiting for.
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_, err = cohort.Start(ctx, cohort.Config{NodeID: "same", Endpoints: cl.Endpoints()})
 	if !errors.Is(err, cohort.ErrDuplicateNode) {
-		t.Fatalf("second node with same id: %v", err)
+		t.Fatalf("second node with same id, short context: %v", err)
 	}
 }
 

@@ -292,3 +292,17 @@ func TestEmbeddedEtcdNodeRestartsAfterKillDashNine(t *testing.T) {
 		t.Fatalf("members = %v, want this node alone", members)
 	}
 }
+
+// A node restarted under its id right after its process was killed
+// (kill -9) starts, once the dead run's lease expires, without a retry
+// loop of its own.
+func TestNodeRestartedRightAfterKillDashNineStarts(t *testing.T) {
+	cl := etcdtest.Start(t)
+	peer := startPeer(t, "phoenix", cl.Endpoints())
+	peer.Kill()
+	n := startNode(t, cohort.Config{NodeID: "phoenix", Endpoints: cl.Endpoints(), LeaseTTL: 2 * time.Second})
+	ctx := timeout(t, 10*time.Second)
+	if ent, err := n.Registry().Lookup(ctx, "peer.echo"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("name of the killed run = %+v, %v; want it gone", ent, err)
+	}
+}
