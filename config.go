@@ -94,7 +94,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.NodeID = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 	}
 	if err := actor.ValidateName(c.NodeID); err != nil || strings.Contains(c.NodeID, "/") {
-		return c, fmt.Errorf("%w: NodeID %q: a node id is a non-empty name of printable characters without '/'", ErrInvalidConfig, c.NodeID)
+		return c, fmt.Errorf("%w: NodeID %q: a node id is a non-empty name of printable characters without '/', at most %d bytes", ErrInvalidConfig, c.NodeID, actor.MaxNameLen)
 	}
 	for _, l := range []struct {
 		field string

@@ -4,8 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"net"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/cohort-go/cohort"
 	"github.com/cohort-go/cohort/actor"
@@ -144,5 +148,28 @@ func TestEtcdRefusingTheNodeIsDenied(t *testing.T) {
 		if !errors.Is(err, cohort.ErrEtcdDenied) || errors.Is(err, cohort.ErrEtcdUnreachable) {
 			t.Errorf("%s: %v, want ErrEtcdDenied", name, err)
 		}
+	}
+}
+
+// A node that publishes a transport address it cannot connect to itself
+// says so in its log: other nodes would fail to reach it.
+func TestUnreachableAddrIsWarned(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	n := startNode(t, cohort.Config{NodeID: "hidden", Addr: "127.0.0.1:1", Logger: zap.New(core)})
+	etcdtest.WaitFor(t, 10*time.Second, 10*time.Millisecond, "the warning about Config.Addr", func() bool {
+		return logs.FilterMessageSnippet("Config.Addr").Len() > 0
+	})
+	n.Stop(context.Background())
+	good, logs2 := observer.New(zap.WarnLevel)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	m := startNode(t, cohort.Config{NodeID: "shown", Addr: addr, Transport: cohort.TransportConfig{ListenAddr: addr}, Logger: zap.New(good)})
+	m.Stop(context.Background()) // waits for the check
+	if l := logs2.FilterMessageSnippet("Config.Addr"); l.Len() > 0 {
+		t.Fatalf("warned about a reachable address: %v", l.All())
 	}
 }

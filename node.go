@@ -168,6 +168,10 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.startTransport(); err != nil {
 		return nil, err
 	}
+	if cfg.Addr != "" {
+		n.wg.Add(1)
+		go n.checkAddr(cfg.Addr)
+	}
 	n.wg.Add(1)
 	go n.keepMember(first)
 	n.log.Info("node started", zap.String("prefix", cfg.Prefix), zap.Strings("etcd", endpoints),
@@ -356,6 +360,24 @@ func (n *Node) awaitIDFree(ctx context.Context, ep *lease.Epoch, dup error) erro
 	old, _ := ring.DecodeMember(kv.Value)
 	return fmt.Errorf("%w: %q (started %v) is alive: it kept its lease for its TTL (%v) — choose another NodeID",
 		ErrDuplicateNode, n.cfg.NodeID, old.StartedAt, ttl)
+}
+
+// checkAddr warns when the address the node publishes for its transport
+// (Config.Addr) does not accept a connection from the node itself: other
+// nodes would not reach it either, unless the network lets them where it
+// does not let the node (then the warning is wrong, and harmless).
+func (n *Node) checkAddr(addr string) {
+	defer n.wg.Done()
+	d := net.Dialer{Timeout: 2 * time.Second}
+	conn, err := d.DialContext(n.ctx, "tcp", addr)
+	if err != nil {
+		if n.ctx.Err() == nil {
+			n.log.Warn("the transport address this node publishes (Config.Addr) does not accept connections from this node: other nodes may not reach it",
+				zap.String("addr", addr), zap.Error(err))
+		}
+		return
+	}
+	_ = conn.Close()
 }
 
 // keepMember re-puts the member key under every new epoch of the session,

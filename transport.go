@@ -316,7 +316,7 @@ func (n *Node) stopTransport() {
 // there, with ErrStopped on a stopped node, and otherwise behaves as Call.
 func (n *Node) CallName(ctx context.Context, node, name string, msg any) (any, error) {
 	if err := actor.ValidateName(node); err != nil || strings.Contains(node, "/") {
-		return nil, fmt.Errorf("%w: CallName: node %q is not a node id (a non-empty name of printable characters without '/')", actor.ErrInvalidName, node)
+		return nil, fmt.Errorf("%w: CallName: node %q is not a node id (a non-empty name of printable characters without '/', at most %d bytes)", actor.ErrInvalidName, node, actor.MaxNameLen)
 	}
 	if err := actor.ValidateName(name); err != nil {
 		return nil, fmt.Errorf("CallName on node %s: %w", node, err)
