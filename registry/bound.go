@@ -82,6 +82,11 @@ func (r *Registry) exited(name string, b *binding) {
 		delete(r.bound, name)
 	}
 	r.bmu.Unlock()
+	if r.cfg.Actors.Stopped() {
+		// The node is going: its lease, revoked or expiring, takes all
+		// its names at once.
+		return
+	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if r.closed.Load() {
