@@ -428,6 +428,24 @@ func TestBadInput(t *testing.T) {
 		{name: "global name already taken",
 			run:  func(ctx context.Context) error { return f.b.Registry().Register(ctx, "e2e.counter", f.echoB, nil) },
 			want: actor.ErrAlreadyRegistered},
+		{name: "global name for an actor that has stopped", covered: "registry.TestNameOfALocalActorGoesWithIt",
+			run: func(ctx context.Context) error {
+				ref, err := f.a.System().Spawn(ctx, echo, actor.Options{})
+				if err == nil {
+					err = f.a.System().Stop(ctx, ref, nil)
+				}
+				if err != nil {
+					return err
+				}
+				return f.a.Registry().Register(ctx, "e2e.dead", ref, nil)
+			},
+			want: actor.ErrNotFound, text: "not alive"},
+		{name: "message type JSON cannot carry", covered: "actor.TestRegisterTypeRefusesWhatJSONCannotCarry",
+			run: func(context.Context) error {
+				type hidden struct{ secret string }
+				return actor.RegisterType[hidden]("e2e.hidden")
+			},
+			want: actor.ErrInvalidOption, text: "no exported field"},
 		{name: "spawn of a nil behaviour",
 			run:  func(ctx context.Context) error { _, err := f.a.System().Spawn(ctx, nil, actor.Options{}); return err },
 			want: actor.ErrNilActor},
