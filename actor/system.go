@@ -153,9 +153,14 @@ func (s *System) Prepare(a Actor, opts Options) (*Prepared, error) {
 	if s.stopped.Load() {
 		return nil, ErrSystemStopped
 	}
-	if opts.MailboxSize < 0 || opts.ShutdownTimeout < 0 {
-		return nil, fmt.Errorf("%w: MailboxSize %d and ShutdownTimeout %v must not be negative",
-			ErrInvalidOption, opts.MailboxSize, opts.ShutdownTimeout)
+	if opts.MailboxSize < 0 {
+		return nil, fmt.Errorf("%w: MailboxSize %d is negative", ErrInvalidOption, opts.MailboxSize)
+	}
+	if opts.ShutdownTimeout < 0 {
+		return nil, fmt.Errorf("%w: ShutdownTimeout %v is negative", ErrInvalidOption, opts.ShutdownTimeout)
+	}
+	if opts.WhenFull != Block && opts.WhenFull != FailFast {
+		return nil, fmt.Errorf("%w: WhenFull %d is neither Block nor FailFast", ErrInvalidOption, opts.WhenFull)
 	}
 	ref := opts.Ref
 	if ref.IsZero() {

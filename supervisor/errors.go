@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/cohort-go/cohort/actor"
 )
 
 // Sentinel errors of the supervisor package; test for them with errors.Is.
@@ -57,5 +59,12 @@ func (e *IntensityError) Error() string {
 // Is makes errors.Is(err, ErrIntensity) hold.
 func (e *IntensityError) Is(target error) bool { return target == ErrIntensity }
 
-// Unwrap returns the last child's exit reason.
-func (e *IntensityError) Unwrap() error { return e.LastReason }
+// Unwrap returns the last child's exit reason, unless it was a normal one
+// (actor.IsNormal): an intensity exit is abnormal whatever the last exit
+// was, so a transient parent restarts the supervisor every time.
+func (e *IntensityError) Unwrap() error {
+	if actor.IsNormal(e.LastReason) {
+		return nil
+	}
+	return e.LastReason
+}

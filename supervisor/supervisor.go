@@ -1,10 +1,13 @@
 package supervisor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/cohort-go/cohort/actor"
@@ -16,6 +19,9 @@ type child struct {
 	spec Child
 	ref  actor.Ref // zero when not running
 	mon  actor.MonitorRef
+	// startErr is why the last start failed, the reason of the restart
+	// retried through the mailbox.
+	startErr error
 }
 
 // sup is the supervisor actor. All its state is touched only from its own
@@ -36,6 +42,13 @@ type sup struct {
 	children []*child
 	restarts []int64 // monotonic readings of clock(), oldest first
 	dynIDs   uint64
+
+	// linked holds the running children, by start order, for the one
+	// place that reads them from outside the supervisor's callbacks: its
+	// exit (see orphaned).
+	linkMu  sync.Mutex
+	linked  map[actor.Ref]uint64
+	linkSeq uint64
 }
 
 // Internal call messages.
@@ -59,6 +72,8 @@ func (s *sup) Init(ctx *actor.Context, _ any) error {
 	if s.log == nil {
 		s.log = s.sys.Logger()
 	}
+	s.linked = make(map[actor.Ref]uint64)
+	s.sys.MonitorFunc(s.self, s.orphaned)
 	for i, c := range s.children {
 		if err := s.start(ctx, c); err != nil {
 			s.stopChildren(s.children[:i])
@@ -92,7 +107,7 @@ func (s *sup) HandleInfo(ctx *actor.Context, msg any) error {
 		s.childExited(ctx, m)
 	case retryRestart:
 		if i := s.index(m.id); i >= 0 && s.children[i].ref.IsZero() {
-			s.restart(ctx, s.children[i], nil)
+			s.restart(ctx, s.children[i], s.children[i].startErr)
 		}
 	}
 	return nil
@@ -101,6 +116,47 @@ func (s *sup) HandleInfo(ctx *actor.Context, msg any) error {
 // Terminate stops every child in reverse start order.
 func (s *sup) Terminate(_ *actor.Context, _ error) {
 	s.stopChildren(s.children)
+}
+
+// orphaned runs when the supervisor has exited, however it did: its
+// children are linked to it, as in OTP, and go with it. After a stop they
+// are gone already (Terminate stopped them, in order); a supervisor
+// killed, or abandoned past its shutdown timeout, runs no Terminate, and
+// the children still running are killed here, latest first (a child
+// supervisor's own exit then takes its children).
+func (s *sup) orphaned(d actor.Down) {
+	s.linkMu.Lock()
+	refs := make([]actor.Ref, 0, len(s.linked))
+	for ref := range s.linked {
+		refs = append(refs, ref)
+	}
+	seq := s.linked
+	s.linked = nil
+	s.linkMu.Unlock()
+	slices.SortFunc(refs, func(a, b actor.Ref) int { return cmp.Compare(seq[b], seq[a]) })
+	for _, ref := range refs {
+		if s.sys.Kill(ref) == nil {
+			s.log.Warn("supervisor exited without stopping its child; the child is killed",
+				zap.Stringer("supervisor", s.self), zap.Stringer("child", ref), zap.NamedError("supervisor_reason", d.Reason))
+		}
+	}
+}
+
+// link records ref as a running child; unlink forgets it.
+func (s *sup) link(ref actor.Ref) {
+	s.linkMu.Lock()
+	defer s.linkMu.Unlock()
+	if s.linked == nil {
+		return
+	}
+	s.linkSeq++
+	s.linked[ref] = s.linkSeq
+}
+
+func (s *sup) unlink(ref actor.Ref) {
+	s.linkMu.Lock()
+	defer s.linkMu.Unlock()
+	delete(s.linked, ref)
 }
 
 // emit logs an event and hands it to the listener. It builds nothing the
@@ -144,6 +200,7 @@ func (s *sup) start(ctx *actor.Context, c *child) (err error) {
 	}
 	c.ref = ref
 	c.mon = ctx.Monitor(ref)
+	s.link(ref)
 	s.emit(ChildStarted, c, ref, nil)
 	return nil
 }
@@ -159,10 +216,13 @@ func (s *sup) stop(c *child) {
 	c.ref = actor.Ref{}
 	timeout := c.spec.shutdown()
 	err := s.sys.StopTimeout(context.Background(), ref, actor.Shutdown, timeout)
+	s.unlink(ref)
 	switch {
 	case timeout == BrutalKill:
 		s.emit(ChildAbandoned, c, ref, fmt.Errorf("%w: brutal kill", actor.ErrKilled))
-	case err == nil, errors.Is(err, actor.ErrNotFound):
+	case err == nil, errors.Is(err, actor.ErrNotFound), errors.Is(err, actor.ErrSystemStopped):
+		// ErrSystemStopped: the system's Shutdown is stopping every
+		// actor at once, this child with them.
 		s.emit(ChildStopped, c, ref, actor.Shutdown)
 	default:
 		s.emit(ChildAbandoned, c, ref, err)
@@ -206,6 +266,7 @@ func (s *sup) childExited(ctx *actor.Context, d actor.Down) {
 	}
 	c := s.children[i]
 	c.ref = actor.Ref{}
+	s.unlink(d.Ref)
 	s.emit(ChildExited, c, d.Ref, d.Reason)
 	restart := c.spec.Restart == Permanent || (c.spec.Restart == Transient && !actor.IsNormal(d.Reason))
 	if !restart {
@@ -252,6 +313,7 @@ func (s *sup) restart(ctx *actor.Context, c *child, reason error) {
 		if err := s.start(ctx, g); err != nil {
 			// Try again through the mailbox, so the retry counts against
 			// the intensity and other messages are not starved.
+			g.startErr = err
 			_ = s.sys.Send(s.self, retryRestart{id: g.spec.ID})
 			return
 		}
@@ -348,7 +410,10 @@ func (s *sup) terminateChild(m terminateChild) error {
 		i = s.index(m.id)
 	}
 	if i < 0 {
-		return fmt.Errorf("%w: %q %v", ErrChildNotFound, m.id, m.ref)
+		if m.ref.IsZero() {
+			return fmt.Errorf("%w: %q", ErrChildNotFound, m.id)
+		}
+		return fmt.Errorf("%w: %v", ErrChildNotFound, m.ref)
 	}
 	c := s.children[i]
 	s.stop(c)
@@ -394,6 +459,9 @@ const supervisorShutdown = time.Duration(math.MaxInt64)
 // stopped in reverse order and Start returns an error wrapping
 // ErrStartChild.
 func Start(ctx context.Context, sys *actor.System, spec Spec) (*Ref, error) {
+	if sys == nil {
+		return nil, fmt.Errorf("%w: no actor system (make one with actor.NewSystem)", ErrInvalidSpec)
+	}
 	in, err := spec.Intensity.resolve()
 	if err != nil {
 		return nil, err
@@ -425,6 +493,9 @@ func Start(ctx context.Context, sys *actor.System, spec Spec) (*Ref, error) {
 
 // StartDynamic starts a dynamic supervisor with no children.
 func StartDynamic(ctx context.Context, sys *actor.System, spec DynamicSpec) (*Ref, error) {
+	if sys == nil {
+		return nil, fmt.Errorf("%w: no actor system (make one with actor.NewSystem)", ErrInvalidSpec)
+	}
 	in, err := spec.Intensity.resolve()
 	if err != nil {
 		return nil, err

@@ -1,0 +1,153 @@
+package supervisor_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cohort-go/cohort/actor"
+	"github.com/cohort-go/cohort/internal/etcdtest"
+	"github.com/cohort-go/cohort/supervisor"
+)
+
+// waitDead waits until none of refs is alive.
+func waitDead(t *testing.T, sys *actor.System, what string, refs ...actor.Ref) {
+	t.Helper()
+	etcdtest.WaitFor(t, 10*time.Second, time.Millisecond, what, func() bool {
+		for _, r := range refs {
+			if sys.Alive(r) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// A supervisor killed, or brutally killed by its parent, takes its
+// children with it, as linked processes go with an OTP supervisor: none
+// is left running unsupervised, and its parent can start it again.
+func TestKilledSupervisorTakesItsChildren(t *testing.T) {
+	sys := newSystem(t)
+	j := newJournal()
+	s, err := supervisor.Start(context.Background(), sys, supervisor.Spec{Children: []supervisor.Child{
+		workerChild(j, "x", supervisor.Permanent), workerChild(j, "y", supervisor.Permanent)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, y := childRef(t, s, "x"), childRef(t, s, "y")
+	if err := sys.Kill(s.Ref()); err != nil {
+		t.Fatal(err)
+	}
+	waitDead(t, sys, "the killed supervisor's children to go", x, y)
+
+	inner := supervisor.Nested("inner", supervisor.Spec{Children: []supervisor.Child{
+		supervisor.Spawn("named", func() actor.Actor { return &worker{id: "named", j: j} }, actor.Options{Name: "named"})}})
+	inner.Shutdown = supervisor.BrutalKill
+	top, err := supervisor.Start(context.Background(), sys, supervisor.Spec{Children: []supervisor.Child{inner}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	grandchild := childRef(t, supervisor.Client(sys, childRef(t, top, "inner")), "named")
+	if err := top.TerminateChild(context.Background(), "inner"); err != nil {
+		t.Fatal(err)
+	}
+	waitDead(t, sys, "the brutally killed supervisor's child to go", grandchild)
+	// Its child's name is free again: the supervisor restarts.
+	if _, err := top.RestartChild(context.Background(), "inner"); err != nil {
+		t.Fatalf("restart of the killed supervisor = %v", err)
+	}
+}
+
+// An intensity exit is abnormal whatever the last child's exit was: a
+// transient parent restarts the supervisor whether its last child crashed
+// or stopped normally.
+func TestIntensityExitIsAbnormalEvenAfterANormalExit(t *testing.T) {
+	for _, last := range []error{errCrash, actor.Normal, actor.Shutdown} {
+		err := &supervisor.IntensityError{Supervisor: "s", MaxRestarts: 0, Period: time.Second, LastChild: "x", LastReason: last}
+		if actor.IsNormal(err) {
+			t.Errorf("an intensity exit after a %v exit counts as normal", last)
+		}
+	}
+	sys := newSystem(t)
+	j := newJournal()
+	inner := supervisor.Nested("inner", supervisor.Spec{Intensity: supervisor.Intensity{MaxRestarts: 0, Period: time.Minute},
+		Children: []supervisor.Child{workerChild(j, "x", supervisor.Permanent)}})
+	inner.Restart = supervisor.Transient
+	top, err := supervisor.Start(context.Background(), sys, supervisor.Spec{
+		Intensity: supervisor.Intensity{MaxRestarts: 5, Period: time.Minute}, Children: []supervisor.Child{inner}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := childRef(t, top, "inner")
+	_, down := sys.Monitor(first)
+	if err := sys.Cast(context.Background(), childRef(t, supervisor.Client(sys, first), "x"), exitWith{actor.Normal}); err != nil {
+		t.Fatal(err)
+	}
+	<-down
+	etcdtest.WaitFor(t, 10*time.Second, time.Millisecond, "the transient supervisor to be restarted", func() bool {
+		cs, err := top.WhichChildren(context.Background())
+		return err == nil && len(cs) == 1 && cs[0].Running && cs[0].Ref != first
+	})
+}
+
+// flaky starts once, then fails its Init every time.
+type flaky struct{ starts *atomic.Int32 }
+
+var errInitFails = errors.New("init fails from the second start")
+
+func (f *flaky) Init(*actor.Context, any) error {
+	if f.starts.Add(1) > 1 {
+		return errInitFails
+	}
+	return nil
+}
+
+func (f *flaky) HandleCall(*actor.Context, any) (any, error) { return nil, actor.ErrUnhandled }
+
+func (f *flaky) HandleCast(*actor.Context, any) error { return errCrash }
+
+// A supervisor that gives up because its restarts keep failing says why:
+// the last start's error, not a nil reason.
+func TestIntensityExceededByFailedRestartsSaysWhy(t *testing.T) {
+	sys := newSystem(t)
+	var starts atomic.Int32
+	s, err := supervisor.Start(context.Background(), sys, supervisor.Spec{
+		Intensity: supervisor.Intensity{MaxRestarts: 3, Period: time.Minute},
+		Children:  []supervisor.Child{supervisor.Spawn("a", func() actor.Actor { return &flaky{starts: &starts} }, actor.Options{})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, down := sys.Monitor(s.Ref())
+	if err := sys.Cast(context.Background(), childRef(t, s, "a"), "crash"); err != nil {
+		t.Fatal(err)
+	}
+	d := <-down
+	var ie *supervisor.IntensityError
+	if !errors.As(d.Reason, &ie) || !errors.Is(ie.LastReason, errInitFails) || !strings.Contains(d.Reason.Error(), errInitFails.Error()) {
+		t.Fatalf("supervisor exit = %v; want an IntensityError whose last reason is the failing Init", d.Reason)
+	}
+}
+
+// Bad input to Start and to Spawn options fails with a clear error.
+func TestStartWithoutSystemAndBadFullPolicy(t *testing.T) {
+	if _, err := supervisor.Start(context.Background(), nil, supervisor.Spec{}); !errors.Is(err, supervisor.ErrInvalidSpec) {
+		t.Errorf("Start with a nil system = %v, want ErrInvalidSpec", err)
+	}
+	if _, err := supervisor.StartDynamic(context.Background(), nil, supervisor.DynamicSpec{}); !errors.Is(err, supervisor.ErrInvalidSpec) {
+		t.Errorf("StartDynamic with a nil system = %v, want ErrInvalidSpec", err)
+	}
+	sys := newSystem(t)
+	if _, err := sys.Spawn(context.Background(), &worker{j: newJournal()}, actor.Options{WhenFull: 7}); !errors.Is(err, actor.ErrInvalidOption) {
+		t.Errorf("spawn with WhenFull 7 = %v, want ErrInvalidOption", err)
+	}
+	s, err := supervisor.Start(context.Background(), sys, supervisor.Spec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.TerminateChild(context.Background(), "nope"); !errors.Is(err, supervisor.ErrChildNotFound) || strings.Contains(err.Error(), "nil ref") {
+		t.Errorf("terminate of an unknown child = %v", err)
+	}
+}
