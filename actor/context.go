@@ -116,7 +116,9 @@ func (c *Context) Stop(reason error) {
 
 // Monitor starts monitoring target: when it exits, the actor receives a Down
 // message through HandleInfo. If target does not exist, Down (with reason
-// ErrNotFound) arrives at once.
+// ErrNotFound) arrives at once. An actor without HandleInfo cannot receive
+// it: the Down is dropped (and logged at warn level), so such an actor
+// should use System.Monitor or System.MonitorFunc instead.
 func (c *Context) Monitor(target Ref) MonitorRef {
 	return c.p.sys.monitor(target, watcher{proc: c.p})
 }
