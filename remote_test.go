@@ -531,3 +531,69 @@ func TestRemoteCallToANodeThatJustJoined(t *testing.T) {
 		t.Fatalf("call to a node that is not a member = %v, want ErrNodeDown", err)
 	}
 }
+
+// terminating reports its Terminate and its reason.
+type terminating struct{ done chan error }
+
+func (a *terminating) HandleCall(*actor.Context, any) (any, error) { return "ok", nil }
+
+func (a *terminating) Terminate(_ *actor.Context, reason error) { a.done <- reason }
+
+var errRetired = errors.New("remote test: retired")
+
+func init() {
+	if err := actor.RegisterError("remote_test.retired", errRetired); err != nil {
+		panic(err)
+	}
+}
+
+// An actor on another node is stopped (its Terminate runs, with the
+// reason given) or killed from here, by Ref or by global name, as OTP's
+// exit/2 reaches a remote process.
+func TestRemoteStopAndKill(t *testing.T) {
+	cl := etcdtest.Start(t)
+	a := startNode(t, cohort.Config{NodeID: "a", Endpoints: cl.Endpoints()})
+	b := startNode(t, cohort.Config{NodeID: "b", Endpoints: cl.Endpoints()})
+	ctx := timeout(t, 30*time.Second)
+	done := make(chan error, 1)
+	ref, err := b.System().Spawn(ctx, &terminating{done: done}, actor.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Registry().Register(ctx, "retiree", ref, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, down := a.System().Monitor(ref)
+	if err := a.System().Stop(ctx, actor.Name("retiree"), errRetired); err != nil {
+		t.Fatalf("remote stop = %v", err)
+	}
+	select {
+	case reason := <-done:
+		if !errors.Is(reason, errRetired) {
+			t.Fatalf("Terminate reason = %v, want %v", reason, errRetired)
+		}
+	default:
+		t.Fatal("Stop returned before the actor's Terminate ran")
+	}
+	if d := <-down; !errors.Is(d.Reason, errRetired) {
+		t.Fatalf("down after a remote stop = %v", d.Reason)
+	}
+
+	victim, err := b.System().Spawn(ctx, &terminating{done: make(chan error, 1)}, actor.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, down = a.System().Monitor(victim)
+	if err := a.System().Kill(victim); err != nil {
+		t.Fatalf("remote kill = %v", err)
+	}
+	if d := <-down; !errors.Is(d.Reason, actor.ErrKilled) {
+		t.Fatalf("down after a remote kill = %v, want ErrKilled", d.Reason)
+	}
+	if err := a.System().Stop(ctx, victim, nil); !errors.Is(err, actor.ErrNotFound) {
+		t.Fatalf("stop of an actor already gone = %v, want ErrNotFound", err)
+	}
+	if err := a.System().Stop(ctx, actor.Ref{Node: "ghost", ID: 1, Incarnation: 1}, nil); !errors.Is(err, cohort.ErrNodeDown) {
+		t.Fatalf("stop on a node that is not a member = %v, want ErrNodeDown", err)
+	}
+}

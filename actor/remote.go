@@ -25,6 +25,10 @@ type Remote interface {
 	// target exits or its node goes away. cancel stops the monitor; after
 	// cancel returns, down is not called.
 	Monitor(target Ref, down func(reason error)) (cancel func())
+	// Stop stops the actor at to with reason, as System.Stop does on its
+	// node, and returns once it has exited or ctx ends; with kill, it
+	// kills it (System.Kill) and returns once the kill is on its way.
+	Stop(ctx context.Context, to Ref, reason error, kill bool) error
 }
 
 // SetRemote plugs in the transport used for Refs of other nodes. It must be

@@ -548,11 +548,17 @@ func (s *System) deliverTaken(ctx context.Context, to Target, msg any, k kind) e
 // actor to exit, but no longer than the actor's shutdown timeout or ctx: then
 // the actor is abandoned (see Kill) and Stop returns an error wrapping
 // ErrKilled. Stop must not be called by an actor on itself; use
-// Context.Stop.
+// Context.Stop. An actor on another node is stopped there, as OTP's
+// exit/2 reaches a remote process: the reason travels in its wire form
+// (see RegisterError), and Stop fails as a Call does when the node cannot
+// be reached.
 func (s *System) Stop(ctx context.Context, to Target, reason error) error {
-	p, err := s.resolveLocal(ctx, to)
+	p, ref, err := s.resolve(ctx, to)
 	if err != nil {
 		return err
+	}
+	if p == nil {
+		return s.remoteFor(ref).Stop(ctx, ref, reason, false)
 	}
 	return p.stop(ctx, reason, p.shutdown)
 }
@@ -617,11 +623,16 @@ func (s *System) Interrupt(ctx context.Context, to Target) error {
 // and callers with a reason wrapping ErrKilled, and its names are freed. A
 // goroutine cannot be killed in Go: a callback already running goes on until
 // it returns, but its effects on messaging end (its reply, if any, is
-// discarded only if the caller has already gone).
+// discarded only if the caller has already gone). An actor on another
+// node is killed there; Kill returns once the kill is on its way, and
+// fails as a Send does when the node cannot be reached.
 func (s *System) Kill(to Target) error {
-	p, err := s.resolveLocal(context.Background(), to)
+	p, ref, err := s.resolve(context.Background(), to)
 	if err != nil {
 		return err
+	}
+	if p == nil {
+		return s.remoteFor(ref).Stop(context.Background(), ref, fmt.Errorf("%w: %v killed", ErrKilled, ref), true)
 	}
 	p.kill(fmt.Errorf("%w: %v killed", ErrKilled, p.ref))
 	return nil

@@ -367,6 +367,8 @@ func (in *inbound) dispatch(e *envelope) {
 			in.t.log.Log(lvl, "message from peer not delivered", zap.String("from", in.from),
 				zap.Stringer("kind", e.kind), zap.String("type", e.typ), zap.Error(err))
 		}
+	case kindStop, kindKill:
+		in.stop(e)
 	case kindMonitor:
 		in.monitor(e)
 	case kindDemonitor:
@@ -380,6 +382,40 @@ func (in *inbound) dispatch(e *envelope) {
 	default:
 		in.t.log.Warn("unexpected envelope on an inbound stream; ignored", zap.String("from", in.from), zap.Stringer("kind", e.kind))
 	}
+}
+
+// stop stops or kills the target of e. A stop waits for the actor to exit,
+// on a goroutine of its own (the stream reads on meanwhile), and is
+// answered like a call.
+func (in *inbound) stop(e *envelope) {
+	sys := in.t.sys
+	reason := actor.ErrorFromWire(e.err)
+	ref, err := in.target(e)
+	if e.kind == kindKill {
+		if err == nil {
+			err = sys.Kill(ref)
+		}
+		if err != nil {
+			in.t.log.Debug("kill from peer not delivered", zap.String("from", in.from), zap.Error(err))
+		}
+		return
+	}
+	id := e.id
+	in.lastCall = max(in.lastCall, id)
+	in.calls.Add(1) // reply counts the answer
+	if err != nil {
+		in.reply(id, nil, err)
+		return
+	}
+	ctx := in.ctx
+	var cancel context.CancelFunc = func() {}
+	if e.deadline > 0 {
+		ctx, cancel = context.WithTimeout(in.ctx, time.Duration(e.deadline))
+	}
+	go func() {
+		defer cancel()
+		in.reply(id, nil, sys.Stop(ctx, ref, reason))
+	}()
 }
 
 func (in *inbound) monitor(e *envelope) {

@@ -385,6 +385,29 @@ func (t *Transport) call(ctx context.Context, k kind, to actor.Ref, msg any) (an
 	return s.call(ctx, &e, t.mode())
 }
 
+// Stop stops the actor at to with reason, as actor.System.Stop does on its
+// node, and returns once it has exited (its Terminate run, or killed after
+// its shutdown timeout), or when ctx ends. With kill, the actor is killed
+// (actor.System.Kill: no Terminate), and Stop returns once the kill is
+// queued, failing with actor.ErrBackpressure rather than wait for room,
+// as Send does. It fails as Call does.
+func (t *Transport) Stop(ctx context.Context, to actor.Ref, reason error, kill bool) error {
+	s, err := t.session(ctx, to.Node)
+	if err != nil {
+		return err
+	}
+	if kill {
+		// As Send: a kill never waits for room.
+		return s.q.push(ctx, &envelope{kind: kindKill, ref: to}, failFast)
+	}
+	e := envelope{kind: kindStop, ref: to, err: actor.ErrorToWire(reason)}
+	if d, ok := ctx.Deadline(); ok {
+		e.deadline = max(int64(time.Until(d)), 1)
+	}
+	_, err = s.call(ctx, &e, t.mode())
+	return err
+}
+
 // Cast sends msg to the actor at to without waiting for it to be handled.
 // It fails at the sender like Call; when the queue to the node is full it
 // waits for room until ctx ends (or fails with actor.ErrBackpressure when

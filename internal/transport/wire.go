@@ -22,7 +22,7 @@ import (
 //	  int64 deadline_ns = 6;  // remaining time of a call, 0 if none
 //	  string type = 7;        // registered name of the payload's type
 //	  bytes payload = 8;
-//	  WireError error = 9;    // reply error or down reason
+//	  WireError error = 9;    // reply error, down reason or stop reason
 //	}
 //	message WireError {
 //	  string code = 1; string message = 2;
@@ -54,7 +54,12 @@ const (
 	// (actor.System.CastTaken, SendTaken).
 	kindCastTaken
 	kindSendTaken
-	kindLast = kindSendTaken
+	// kindStop stops the target with the reason in error, answered like a
+	// call once the actor has exited (actor.System.Stop); kindKill kills
+	// it (actor.System.Kill), unanswered.
+	kindStop
+	kindKill
+	kindLast = kindKill
 )
 
 func (k kind) String() string {
@@ -79,6 +84,10 @@ func (k kind) String() string {
 		return "cast-taken"
 	case kindSendTaken:
 		return "send-taken"
+	case kindStop:
+		return "stop"
+	case kindKill:
+		return "kill"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
