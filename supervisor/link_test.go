@@ -151,3 +151,33 @@ func TestStartWithoutSystemAndBadFullPolicy(t *testing.T) {
 		t.Errorf("terminate of an unknown child = %v", err)
 	}
 }
+
+// A system shutdown stops a supervisor's children as it stops every actor:
+// the supervisor reports them stopped, not abandoned.
+func TestSystemShutdownReportsChildrenStopped(t *testing.T) {
+	sys := actor.NewSystem(actor.Config{Node: "sup-test"})
+	j := newJournal()
+	events := make(chan supervisor.Event, 16)
+	if _, err := supervisor.Start(context.Background(), sys, supervisor.Spec{
+		Children: []supervisor.Child{workerChild(j, "x", supervisor.Permanent), workerChild(j, "y", supervisor.Permanent)},
+		Listener: func(e supervisor.Event) { events <- e },
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sys.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	close(events)
+	stopped := 0
+	for e := range events {
+		switch e.Type {
+		case supervisor.ChildAbandoned:
+			t.Errorf("child %s reported abandoned at shutdown: %v", e.ChildID, e.Reason)
+		case supervisor.ChildStopped:
+			stopped++
+		}
+	}
+	if stopped != 2 {
+		t.Errorf("%d children reported stopped, want 2", stopped)
+	}
+}
