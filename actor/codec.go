@@ -372,6 +372,7 @@ var wellKnown = []struct {
 	{"backpressure", ErrBackpressure},
 	{"killed", ErrKilled},
 	{"normal", Normal},
+	{"ignore", Ignore},
 	{"shutdown", Shutdown},
 	{"deadline_exceeded", context.DeadlineExceeded},
 	{"canceled", context.Canceled},

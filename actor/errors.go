@@ -82,6 +82,12 @@ var (
 	// ErrKilled is the reason of an actor that was abandoned: brutally killed,
 	// or not finished within its shutdown timeout.
 	ErrKilled = errors.New("killed")
+	// Ignore, returned by Init (or by a supervisor child's start
+	// function), declines to start without failing, as OTP's ignore:
+	// Spawn fails with an error wrapping it, and a supervisor keeps the
+	// child's spec without running it (not restarted until RestartChild).
+	// Singletons and distributed children take it as a failed start.
+	Ignore = errors.New("ignore")
 )
 
 // IsNormal reports whether reason is a normal exit: nil, Normal or Shutdown

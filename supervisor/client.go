@@ -57,7 +57,9 @@ func (r *Ref) CountChildren(ctx context.Context) (Counts, error) {
 
 // StartChild adds and starts a child. In a static supervisor its id must
 // be new; in a dynamic supervisor an empty id is generated, and the start
-// fails with ErrMaxChildren when MaxChildren children exist.
+// fails with ErrMaxChildren when MaxChildren children exist. A child whose
+// start declines with actor.Ignore returns the zero Ref and no error: a
+// static supervisor keeps its spec, not running; a dynamic one forgets it.
 func (r *Ref) StartChild(ctx context.Context, c Child) (actor.Ref, error) {
 	return actor.Call[actor.Ref](ctx, r.sys, r.target, startChild{spec: c})
 }

@@ -29,6 +29,9 @@ const (
 	// IntensityExceeded: restarts exceeded the intensity; the supervisor
 	// stops its children and exits.
 	IntensityExceeded
+	// ChildIgnored: a child's start declined with actor.Ignore; its spec
+	// is kept, not running.
+	ChildIgnored
 )
 
 func (t EventType) String() string {
@@ -47,12 +50,14 @@ func (t EventType) String() string {
 		return "child_abandoned"
 	case IntensityExceeded:
 		return "intensity_exceeded"
+	case ChildIgnored:
+		return "child_ignored"
 	}
 	return fmt.Sprintf("event(%d)", uint8(t))
 }
 
 // logMessages holds each event type's log message, built once.
-var logMessages = func() (m [IntensityExceeded + 1]string) {
+var logMessages = func() (m [ChildIgnored + 1]string) {
 	for t := range m {
 		m[t] = "supervisor " + EventType(t).String()
 	}

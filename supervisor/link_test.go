@@ -181,3 +181,45 @@ func TestSystemShutdownReportsChildrenStopped(t *testing.T) {
 		t.Errorf("%d children reported stopped, want 2", stopped)
 	}
 }
+
+// declines returns actor.Ignore from Init.
+type declines struct{}
+
+func (declines) Init(*actor.Context, any) error { return actor.Ignore }
+
+func (declines) HandleCall(*actor.Context, any) (any, error) { return nil, actor.ErrUnhandled }
+
+// A child that declines to start with actor.Ignore, as OTP's ignore, is
+// not a failure: the supervisor starts, keeps its spec not running, and
+// starts the next children.
+func TestIgnoredChildIsKeptNotRunning(t *testing.T) {
+	sys := newSystem(t)
+	j := newJournal()
+	s, err := supervisor.Start(context.Background(), sys, supervisor.Spec{Children: []supervisor.Child{
+		supervisor.Spawn("quiet", func() actor.Actor { return declines{} }, actor.Options{}),
+		workerChild(j, "after", supervisor.Permanent)}})
+	if err != nil {
+		t.Fatalf("start with an ignored child = %v", err)
+	}
+	cs, err := s.WhichChildren(context.Background())
+	if err != nil || len(cs) != 2 || cs[0].ID != "quiet" || cs[0].Running || !cs[1].Running {
+		t.Fatalf("children = %+v, %v; want quiet kept not running, after running", cs, err)
+	}
+	if ref, err := s.RestartChild(context.Background(), "quiet"); err != nil || !ref.IsZero() {
+		t.Fatalf("restart of an ignoring child = %v, %v; want the zero Ref and no error", ref, err)
+	}
+	dyn, err := supervisor.StartDynamic(context.Background(), sys, supervisor.DynamicSpec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := dyn.StartChild(context.Background(), supervisor.Spawn("", func() actor.Actor { return declines{} }, actor.Options{}))
+	if err != nil || !ref.IsZero() {
+		t.Fatalf("dynamic start of an ignoring child = %v, %v", ref, err)
+	}
+	if n, err := dyn.CountChildren(context.Background()); err != nil || n.Specs != 0 {
+		t.Fatalf("dynamic supervisor counts %+v, %v after an ignored start; want nothing kept", n, err)
+	}
+	if _, err := sys.Spawn(context.Background(), declines{}, actor.Options{}); !errors.Is(err, actor.Ignore) {
+		t.Fatalf("spawn of an actor that declines = %v, want Ignore", err)
+	}
+}

@@ -192,7 +192,12 @@ func (s *sup) start(ctx *actor.Context, c *child) (err error) {
 	}()
 	ref, err := c.spec.Start(s.ctx, s.sys, s.extra)
 	if err == nil && ref.IsZero() {
-		err = errors.New("start function returned the zero Ref and no error")
+		err = errors.New("start function returned the zero Ref and no error (return actor.Ignore to start nothing)")
+	}
+	if errors.Is(err, actor.Ignore) {
+		c.ref = actor.Ref{}
+		s.emit(ChildIgnored, c, actor.Ref{}, nil)
+		return nil
 	}
 	if err != nil {
 		s.emit(ChildStartFailed, c, actor.Ref{}, err)
@@ -317,7 +322,9 @@ func (s *sup) restart(ctx *actor.Context, c *child, reason error) {
 			_ = s.sys.Send(s.self, retryRestart{id: g.spec.ID})
 			return
 		}
-		s.emit(ChildRestarted, g, g.ref, nil)
+		if !g.ref.IsZero() {
+			s.emit(ChildRestarted, g, g.ref, nil)
+		}
 	}
 }
 
@@ -392,11 +399,14 @@ func (s *sup) startChild(ctx *actor.Context, spec Child) (actor.Ref, error) {
 		return actor.Ref{}, err
 	}
 	if !s.dynamic && s.index(spec.ID) >= 0 {
-		return actor.Ref{}, fmt.Errorf("%w: duplicate child id %q", ErrInvalidSpec, spec.ID)
+		return actor.Ref{}, fmt.Errorf("%w: duplicate child id %q: it is present already (RestartChild starts it again, DeleteChild removes it)", ErrInvalidSpec, spec.ID)
 	}
 	c := &child{spec: spec}
 	if err := s.start(ctx, c); err != nil {
 		return actor.Ref{}, fmt.Errorf("%w: %q: %w", ErrStartChild, spec.ID, err)
+	}
+	if s.dynamic && c.ref.IsZero() {
+		return actor.Ref{}, nil // ignored: a dynamic supervisor keeps no spec
 	}
 	s.children = append(s.children, c)
 	return c.ref, nil
