@@ -93,7 +93,7 @@ func (n *Node) DistributedSupervisor(ctx context.Context, name string, opts supe
 	n.mu.Unlock()
 	d, err := supervisor.StartDistributed(ctx, supervisor.Cluster{
 		NodeID: n.cfg.NodeID, Prefix: n.cfg.Prefix, Client: n.client, Session: n.session,
-		Ring: n.ring, System: n.sys, Kind: n.kind, Offer: n.offerSupervisor, Logger: n.log,
+		Ring: n.ring, System: n.sys, Kind: n.kind, Offer: n.offerSupervisor, Offline: n.offline, Logger: n.log,
 	}, name, opts)
 	if err != nil {
 		return nil, err
@@ -142,6 +142,13 @@ func (n *Node) offerSupervisor(ctx context.Context, sup string, on bool) error {
 	}
 	n.mu.Unlock()
 	return n.updateMember(ctx, change)
+}
+
+// offline reports that Stop found etcd unreachable and left without it.
+func (n *Node) offline() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.left && n.etcdGone
 }
 
 func mergeSorted(a, b []string) []string {

@@ -65,6 +65,7 @@ type Node struct {
 	offers      map[string]int // distributed supervisors offered, by name; guarded by mu
 	stopped     bool
 	left        bool // Stop deleted the member key: it is not put again
+	etcdGone    bool // Stop found etcd unreachable (with left)
 	stopErr     error
 	stopDone    chan struct{}
 
@@ -627,8 +628,10 @@ func (n *Node) Stop(ctx context.Context) error {
 		}
 		return c, cancel
 	}
+	// A request that ran out its time, its own bound's or the Stop's,
+	// ends the waiting on etcd: the later ones would find the same.
 	etcdErr := func(c context.Context, err error) error {
-		if err != nil && errors.Is(c.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+		if err != nil && errors.Is(c.Err(), context.DeadlineExceeded) {
 			etcdDown = true
 		}
 		return err
@@ -665,14 +668,20 @@ func (n *Node) Stop(ctx context.Context) error {
 	}
 	n.mu.Unlock()
 	if len(dsups) > 0 && !etcdDown {
+		// A probe, bounded by a quarter of what is left, so that an etcd
+		// gone does not take the whole Stop.
 		c, cancel := etcdCtx()
+		if dl, ok := c.Deadline(); ok {
+			cancel()
+			c, cancel = context.WithTimeout(ctx, time.Until(dl)/4)
+		}
 		_, err := n.client.Get(c, ring.MemberKey(n.cfg.Prefix, n.cfg.NodeID), clientv3.WithCountOnly())
 		etcdErr(c, err)
 		cancel()
 	}
 	if etcdDown {
 		n.mu.Lock()
-		n.left = true
+		n.left, n.etcdGone = true, true
 		n.mu.Unlock()
 	}
 	for _, d := range dsups {
@@ -697,19 +706,26 @@ func (n *Node) Stop(ctx context.Context) error {
 	n.mu.Lock()
 	n.left = true
 	n.mu.Unlock()
-	c, cancel := etcdCtx()
-	_, err := n.client.Txn(c).
-		If(clientv3.Compare(clientv3.LeaseValue(ring.MemberKey(n.cfg.Prefix, n.cfg.NodeID)), "=", n.session.Current().ID())).
-		Then(clientv3.OpDelete(ring.MemberKey(n.cfg.Prefix, n.cfg.NodeID))).Commit()
-	if etcdErr(c, err) != nil {
-		errs = append(errs, fmt.Errorf("delete member key: %w", err))
+	if !etcdDown {
+		c, cancel := etcdCtx()
+		_, err := n.client.Txn(c).
+			If(clientv3.Compare(clientv3.LeaseValue(ring.MemberKey(n.cfg.Prefix, n.cfg.NodeID)), "=", n.session.Current().ID())).
+			Then(clientv3.OpDelete(ring.MemberKey(n.cfg.Prefix, n.cfg.NodeID))).Commit()
+		if etcdErr(c, err) != nil {
+			errs = append(errs, fmt.Errorf("delete member key: %w", err))
+		}
+		cancel()
 	}
-	cancel()
-	c, cancel = etcdCtx()
-	if err := n.teardown(c); err != nil {
+	wasDown := etcdDown
+	c, cancel := etcdCtx()
+	if err := n.teardown(c); err != nil && !(wasDown && errors.Is(err, context.Canceled)) {
 		errs = append(errs, err)
 	}
 	cancel()
+	if wasDown {
+		errs = append(errs, fmt.Errorf("%w: the node left without it; its member key and lease expire within the lease TTL (%v)",
+			ErrEtcdUnreachable, n.session.Config().TTL))
+	}
 	n.stopErr = joinErrors(errs)
 	close(n.stopDone)
 	return n.stopErr

@@ -294,6 +294,41 @@ func TestStopResignsLeadership(t *testing.T) {
 // requests, max(5 s, TTL), even with a longer context: once the first
 // request finds etcd unreachable, Stop does not wait on the others; a
 // distributed supervisor's children are stopped, not handed off.
+// A node whose etcd is gone (its process stopped: connections refused)
+// stops within its documented bound, max(5 s, TTL), under a context
+// without a deadline, with a distributed supervisor, a singleton and a
+// leadership to give up, and says etcd was unreachable.
+func TestStopWithEtcdGoneIsBounded(t *testing.T) {
+	cl := etcdtest.Start(t)
+	n := startNode(t, cohort.Config{NodeID: "gone", Endpoints: cl.Endpoints()})
+	ctx := timeout(t, 30*time.Second)
+	if err := n.RegisterKind("counter", func() actor.Actor { return &dcounter{} }); err != nil {
+		t.Fatal(err)
+	}
+	d, err := n.DistributedSupervisor(ctx, "users", supervisor.DistributedOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := d.StartChild(ctx, supervisor.ChildSpec{Kind: "counter"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Supervise(ctx, n.Singleton(supervisor.Spawn("billing", func() actor.Actor { return &exampleCounter{} }, actor.Options{}))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.WaitName(ctx, "billing"); err != nil {
+		t.Fatal(err)
+	}
+	cl.StopMember(0)
+	start := time.Now()
+	err = n.Stop(context.Background())
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("Stop with etcd gone took %v (err %v); it is bounded by max(5 s, TTL)", d, err)
+	}
+	if !errors.Is(err, cohort.ErrEtcdUnreachable) {
+		t.Fatalf("Stop with etcd gone = %v, want ErrEtcdUnreachable", err)
+	}
+}
+
 func TestStopWithEtcdUnreachableIsBounded(t *testing.T) {
 	for _, tc := range []struct {
 		name  string

@@ -268,8 +268,12 @@ type Cluster struct {
 	// that this node runs the distributed supervisor sup, and returns once
 	// the node's own ring shows it. A supervisor places children only on
 	// the members that publish it (ring.Member.RunsSupervisor).
-	Offer  func(ctx context.Context, sup string, on bool) error
-	Logger *zap.Logger
+	Offer func(ctx context.Context, sup string, on bool) error
+	// Offline, if set, reports that the node has left the cluster with
+	// etcd unreachable: the owner keys the supervisor would release are
+	// then left to the lease's end (or revocation) rather than waited on.
+	Offline func() bool
+	Logger  *zap.Logger
 }
 
 // ChildStatus is the state of a distributed child.

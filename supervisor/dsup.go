@@ -1327,6 +1327,10 @@ func (d *Distributed) release(ep *lease.Epoch, id string, handoff []byte) {
 // transaction; when one of them is no longer this epoch's, the others of
 // its transaction are released one by one.
 func (d *Distributed) releaseAll(ep *lease.Epoch, rs []release) {
+	if len(rs) > 0 && d.c.Offline != nil && d.c.Offline() {
+		d.log.Debug("node left with etcd unreachable; owner keys go with its lease", zap.Int("children", len(rs)))
+		return
+	}
 	for len(rs) > 0 {
 		part := rs[:nextPart(len(rs), idsPerTxn, func(i int) int { return len(rs[i].handoff) })]
 		rs = rs[len(part):]

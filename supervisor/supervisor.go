@@ -274,6 +274,11 @@ func (s *sup) childExited(ctx *actor.Context, d actor.Down) {
 	s.unlink(d.Ref)
 	s.emit(ChildExited, c, d.Ref, d.Reason)
 	restart := c.spec.Restart == Permanent || (c.spec.Restart == Transient && !actor.IsNormal(d.Reason))
+	if s.sys.Stopped() {
+		// The system is shutting down, stopping every actor at once: a
+		// child it stopped is not restarted.
+		return
+	}
 	if !restart {
 		if c.spec.Restart == Temporary || s.dynamic {
 			s.remove(i)
