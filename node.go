@@ -586,7 +586,8 @@ func (n *Node) systemStopped(err error) error {
 // child slow to stop does not cost the node a clean leave. Each etcd
 // request is bounded by max(5 s, LeaseTTL) as well (and so is the whole
 // Stop when ctx has no deadline), and once one finds etcd unreachable the
-// later ones are not waited for (the lease expires on its own). Give it a
+// later ones are not waited for (the lease expires on its own, and Stop
+// returns ErrEtcdUnreachable saying so). Give it a
 // live context: under one already cancelled, distributed children move
 // without their state, and leaderships are not resigned nor the lease
 // revoked, so singletons and names move only when the lease expires. The

@@ -195,6 +195,16 @@ func RunDemo(ctx context.Context, w io.Writer, cfg DemoConfig) (err error) {
 
 	stopping := holder
 	moving := pl.PerNode[stopping]
+	var handIDs []string
+	for _, id := range ids {
+		if pl.Where[id] == stopping && len(handIDs) < cfg.Probe {
+			handIDs = append(handIDs, id)
+		}
+	}
+	p("\n== from %s, %d counters that now run on %s (Add 1):", from, len(handIDs), stopping)
+	if err := printProbe(ctx, w, c, from, handIDs); err != nil {
+		return err
+	}
 	p("\n== graceful stop of %s (singleton and %d counters): the counters move with their state (Handoff)", stopping, moving)
 	at = time.Now()
 	stopped := make(chan error, 1)
@@ -220,7 +230,7 @@ func RunDemo(ctx context.Context, w io.Writer, cfg DemoConfig) (err error) {
 	printPerNode(w, pl)
 	from = c.Nodes()[0]
 	p("   from %s, the same counters (Add 1): their counts carried on", from)
-	return printProbe(ctx, w, c, from, probeIDs)
+	return printProbe(ctx, w, c, from, handIDs)
 }
 
 func otherThan(nodes []string, not string) string {
