@@ -197,7 +197,9 @@ func RunDemo(ctx context.Context, w io.Writer, cfg DemoConfig) (err error) {
 	moving := pl.PerNode[stopping]
 	var handIDs []string
 	for _, id := range ids {
-		if pl.Where[id] == stopping && len(handIDs) < cfg.Probe {
+		// Others than the counters probed above, whose counts the kill
+		// reset: these start from nothing here.
+		if pl.Where[id] == stopping && len(handIDs) < cfg.Probe && !slices.Contains(probeIDs, id) {
 			handIDs = append(handIDs, id)
 		}
 	}
