@@ -35,7 +35,9 @@ type InfoHandler interface {
 
 // Terminator is implemented by actors that clean up on exit. Terminate runs
 // in the actor's goroutine after its last message, with the exit reason,
-// unless the actor is brutally killed or abandoned.
+// unless the actor is brutally killed or abandoned. A panic in Terminate
+// is recovered and logged; the exit reason stays the one Terminate was
+// given.
 type Terminator interface {
 	Terminate(ctx *Context, reason error)
 }

@@ -66,7 +66,9 @@ func (r *Ref) StartChild(ctx context.Context, c Child) (actor.Ref, error) {
 
 // TerminateChild stops the child with this id by its shutdown spec. A
 // static supervisor keeps the spec (see RestartChild, DeleteChild), except
-// for temporary children; a dynamic supervisor forgets it.
+// for temporary children; a dynamic supervisor forgets it. In a dynamic
+// supervisor where several children share the id it fails with
+// ErrInvalidSpec: stop one with TerminateChildRef.
 func (r *Ref) TerminateChild(ctx context.Context, id string) error {
 	_, err := r.sys.Call(ctx, r.target, terminateChild{id: id})
 	return err

@@ -228,3 +228,38 @@ func TestIgnoredChildIsKeptNotRunning(t *testing.T) {
 		t.Fatalf("spawn of an actor that declines = %v, want Ignore", err)
 	}
 }
+
+// In a dynamic supervisor, where ids need not be unique, TerminateChild of
+// an id several children share is refused rather than stopping one of
+// them at random; TerminateChildRef stops the one meant.
+func TestDynamicTerminateOfASharedIDIsRefused(t *testing.T) {
+	sys := newSystem(t)
+	j := newJournal()
+	dyn, err := supervisor.StartDynamic(context.Background(), sys, supervisor.DynamicSpec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := dyn.StartChild(context.Background(), workerChild(j, "k", supervisor.Temporary))
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := dyn.StartChild(context.Background(), workerChild(j, "k", supervisor.Temporary))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dyn.TerminateChild(context.Background(), "k"); !errors.Is(err, supervisor.ErrInvalidSpec) || !strings.Contains(err.Error(), "TerminateChildRef") {
+		t.Fatalf("terminate of a shared id = %v; want ErrInvalidSpec pointing at TerminateChildRef", err)
+	}
+	if !sys.Alive(first) || !sys.Alive(second) {
+		t.Fatal("a child was stopped by a refused terminate")
+	}
+	if err := dyn.TerminateChildRef(context.Background(), second); err != nil {
+		t.Fatal(err)
+	}
+	if err := dyn.TerminateChild(context.Background(), "k"); err != nil {
+		t.Fatalf("terminate of an id one child has = %v", err)
+	}
+	if sys.Alive(first) {
+		t.Fatal("the last child with the id still runs")
+	}
+}

@@ -225,7 +225,8 @@ type Spec struct {
 	// Children start in order and stop in reverse order.
 	Children []Child
 	// Listener, if set, receives every lifecycle event, synchronously in
-	// the supervisor's goroutine: it must not block.
+	// the supervisor's goroutine: it must not block, and a panic in it
+	// crashes the supervisor (which stops its children first).
 	Listener func(Event)
 	// Logger receives lifecycle events. Default: the system's logger.
 	Logger *zap.Logger
@@ -244,7 +245,8 @@ type DynamicSpec struct {
 	// ExtraArguments are passed to every child's StartFunc.
 	ExtraArguments []any
 	// Listener, if set, receives every lifecycle event, synchronously in
-	// the supervisor's goroutine: it must not block.
+	// the supervisor's goroutine: it must not block, and a panic in it
+	// crashes the supervisor (which stops its children first).
 	Listener func(Event)
 	// Logger receives lifecycle events. Default: the system's logger.
 	Logger *zap.Logger

@@ -249,6 +249,18 @@ func (s *sup) index(id string) int {
 	return -1
 }
 
+// countID counts the children with id: more than one only in a dynamic
+// supervisor, where ids need not be unique.
+func (s *sup) countID(id string) int {
+	n := 0
+	for _, c := range s.children {
+		if c.spec.ID == id {
+			n++
+		}
+	}
+	return n
+}
+
 func (s *sup) byRef(ref actor.Ref) int {
 	for i, c := range s.children {
 		if c.ref == ref {
@@ -423,6 +435,9 @@ func (s *sup) terminateChild(m terminateChild) error {
 		i = s.byRef(m.ref)
 	} else {
 		i = s.index(m.id)
+		if n := s.countID(m.id); n > 1 {
+			return fmt.Errorf("%w: %d children have the id %q: terminate one by its Ref (TerminateChildRef)", ErrInvalidSpec, n, m.id)
+		}
 	}
 	if i < 0 {
 		if m.ref.IsZero() {
