@@ -140,6 +140,12 @@ func TestDistributedDrainWithoutLeaving(t *testing.T) {
 	if n := len(a.sup.LocalChildren()); n != 0 {
 		t.Fatalf("%d children still on a after Drain", n)
 	}
+	// A drained node has nothing to rebalance: Rebalance returns at once.
+	rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+	if err := a.sup.Rebalance(rctx); err != nil {
+		t.Fatalf("Rebalance on a drained node = %v", err)
+	}
+	rcancel()
 	where := waitAllRunning(t, b.sup, ids, 5*time.Second)
 	if n := onNode(where, "b"); n != len(ids) {
 		t.Fatalf("after Drain, %d of %d children run on b: %v", n, len(ids), where)

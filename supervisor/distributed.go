@@ -39,7 +39,9 @@ type ChildSpec struct {
 	Shutdown time.Duration `json:"shutdown,omitempty"`
 	// Node pins the child to one node: it runs only there, never moves, and
 	// waits while that node is down. If set, a node id: a valid actor name
-	// without '/'.
+	// without '/'. StartChild refuses a node that is not running the
+	// supervisor when it is called; the wait applies once the spec is
+	// stored.
 	Node string `json:"node,omitempty"`
 }
 

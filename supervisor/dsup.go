@@ -607,6 +607,11 @@ func (d *Distributed) reconcile() {
 	draining := d.draining
 	d.mu.Unlock()
 	if draining {
+		// A drained node takes no child and holds none: a Rebalance
+		// asked of it has nothing to do.
+		for _, w := range waiters {
+			close(w)
+		}
 		return
 	}
 	for _, e := range exits {

@@ -426,7 +426,11 @@ func (d *Distributed) Send(ctx context.Context, id string, msg any) error {
 
 // TerminateChild stops the child id wherever it runs and deletes its spec;
 // it returns once no instance runs. ErrChildNotFound if there is no such
-// child.
+// child. "No instance runs" is etcd's view: an instance on a node whose
+// process is paused (SIGSTOP, a long GC) counts as gone once that node's
+// lease expires, and may still act for a moment when the process resumes,
+// before it fences itself (see docs/guarantees.md, paused processes, and
+// InitArgs.Token).
 func (d *Distributed) TerminateChild(ctx context.Context, id string) error {
 	if err := validateID(id); err != nil {
 		return err
@@ -473,7 +477,9 @@ func (d *Distributed) TerminateChildRef(ctx context.Context, ref actor.Ref) erro
 }
 
 // WhichChildren lists every child of the supervisor across the cluster, as
-// of one etcd revision (a linearizable read), sorted by id.
+// of one etcd revision (a linearizable read), sorted by id. A child whose
+// node died shows as running there until that node's lease expires (about
+// one TTL): its owner key goes with the lease.
 func (d *Distributed) WhichChildren(ctx context.Context) ([]DistChildInfo, error) {
 	if d.ctx.Err() != nil {
 		return nil, ErrSupervisorStopped
@@ -609,7 +615,8 @@ func (d *Distributed) Nodes() []ring.Member { return d.c.Ring.Nodes() }
 
 // Rebalance moves, now, the children whose ring owner is another node,
 // whatever the Balance mode, and returns when this node's pass is done
-// (other nodes rebalance when they are asked, or by their own mode).
+// (other nodes rebalance when they are asked, or by their own mode). On a
+// node drained by Drain there is nothing to do: it returns at once.
 func (d *Distributed) Rebalance(ctx context.Context) error {
 	done := make(chan struct{})
 	d.mu.Lock()
@@ -634,7 +641,9 @@ func (d *Distributed) Rebalance(ctx context.Context) error {
 // placement, so no child is placed here again; the node may stay in the
 // cluster. It returns when every local child has stopped and its owner
 // key is released. When ctx ends, a child still handing off is killed and
-// moves without its state.
+// moves without its state. The node stays withdrawn: to run children here
+// again, Stop the handle and start the supervisor anew
+// (Node.DistributedSupervisor returns the drained handle until then).
 func (d *Distributed) Drain(ctx context.Context) {
 	d.withdraw(ctx)
 	d.mu.Lock()
