@@ -81,6 +81,9 @@ func TestDistributedFencingToken(t *testing.T) {
 	if !guarded(first) {
 		t.Fatal("a write guarded by the running instance's token was refused")
 	}
+	if !first.Alive() || (supervisor.InitArgs{}).Alive() {
+		t.Fatalf("Alive of the running instance = %v, of no instance = %v", first.Alive(), (supervisor.InitArgs{}).Alive())
+	}
 
 	// A restart under the same claim keeps the token.
 	if _, err := nodes[0].sup.Call(ctx, "x", "crash"); err != nil {
@@ -109,6 +112,18 @@ func TestDistributedFencingToken(t *testing.T) {
 	}
 	if !guarded(moved) {
 		t.Fatal("a write guarded by the new instance's token was refused")
+	}
+	// Its node gone (its lease revoked), an instance knows, without etcd,
+	// that its claim has ended.
+	for _, n := range nodes {
+		if n.ID() != holder {
+			if err := n.Stop(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if moved.Alive() {
+		t.Fatal("Alive of an instance whose node stopped and revoked its lease")
 	}
 }
 

@@ -64,7 +64,18 @@ type InitArgs struct {
 	Token int64
 
 	ownerKey string
+	epoch    *lease.Epoch
 }
+
+// Alive reports, without asking etcd, whether this instance's claim is
+// still current as far as its node can tell: the lease epoch it was
+// claimed under is proven alive on this node's monotonic clock, as
+// singleton terms' Term.Alive. A child that checks Alive before each unit
+// of work does no work after a pause that outlived its lease (another
+// instance may run by then); once false it never turns true again. It is
+// not a substitute for Guard or Token: a pause can fall between the check
+// and the write.
+func (a InitArgs) Alive() bool { return a.epoch != nil && a.epoch.Alive() }
 
 // Guard is a comparison for an etcd transaction that holds only while
 // this instance's claim is current: the child's owner key is the one

@@ -1126,7 +1126,7 @@ func (d *Distributed) start(ep *lease.Epoch, spec ChildSpec, in instance, token 
 	// does not return.
 	go func() {
 		defer release()
-		err := in.pr.Start(InitArgs{ID: spec.ID, Args: spec.Args, Handoff: handoff, Token: token, ownerKey: d.k.owner(spec.ID)})
+		err := in.pr.Start(InitArgs{ID: spec.ID, Args: spec.Args, Handoff: handoff, Token: token, ownerKey: d.k.owner(spec.ID), epoch: ep})
 		d.startDone(spec.ID, lc, err, handoff != nil)
 	}()
 }
