@@ -112,7 +112,9 @@ func TestDistributedBadChildID(t *testing.T) {
 	defer cancel()
 	for _, id := range []string{"", " x", "a/b", "x\x00"} {
 		_, callErr := d.Call(ctx, id, "hi")
+		_, whereErr := d.Whereis(id)
 		for op, err := range map[string]error{
+			"Whereis":        whereErr,
 			"Call":           callErr,
 			"Cast":           d.Cast(ctx, id, "hi"),
 			"Send":           d.Send(ctx, id, "hi"),

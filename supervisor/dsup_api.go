@@ -341,6 +341,9 @@ func (d *Distributed) Whereis(id string) (actor.Ref, error) {
 		return actor.Ref{}, ErrSupervisorStopped
 	}
 	if _, ok := d.specOf(id); !ok {
+		if err := validateID(id); err != nil {
+			return actor.Ref{}, err // no spec can have a malformed id
+		}
 		return actor.Ref{}, fmt.Errorf("%w: %q", ErrChildNotFound, id)
 	}
 	if o, _, ok := d.ownerOf(id); ok {
