@@ -148,7 +148,7 @@ func (n *Node) offerSupervisor(ctx context.Context, sup string, on bool) error {
 func (n *Node) offline() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.left && n.etcdGone
+	return n.etcdGone
 }
 
 func mergeSorted(a, b []string) []string {

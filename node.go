@@ -65,7 +65,7 @@ type Node struct {
 	offers      map[string]int // distributed supervisors offered, by name; guarded by mu
 	stopped     bool
 	left        bool // Stop deleted the member key: it is not put again
-	etcdGone    bool // Stop found etcd unreachable (with left)
+	etcdGone    bool // Stop found etcd unreachable, and left without it
 	stopErr     error
 	stopDone    chan struct{}
 
@@ -492,7 +492,7 @@ func (n *Node) Campaign(ctx context.Context, name, value string) (*election.Lead
 // and actor.ErrSystemStopped.
 func (n *Node) Call(ctx context.Context, to actor.Target, msg any) (any, error) {
 	v, err := n.sys.Call(ctx, to, msg)
-	return v, n.unnamed(to, n.systemStopped(err))
+	return v, unnamed(n.systemStopped(err))
 }
 
 // WaitName waits until name is registered in the global registry, as seen
@@ -529,18 +529,18 @@ func (n *Node) WaitName(ctx context.Context, name string) (actor.Ref, error) {
 
 // Cast casts to an actor; see actor.System.Cast and Call.
 func (n *Node) Cast(ctx context.Context, to actor.Target, msg any) error {
-	return n.unnamed(to, n.systemStopped(n.sys.Cast(ctx, to, msg)))
+	return unnamed(n.systemStopped(n.sys.Cast(ctx, to, msg)))
 }
 
 // Send sends a raw message; see actor.System.Send and Call.
 func (n *Node) Send(to actor.Target, msg any) error {
-	return n.unnamed(to, n.systemStopped(n.sys.Send(to, msg)))
+	return unnamed(n.systemStopped(n.sys.Send(to, msg)))
 }
 
 // unnamed adds to the error of a message to a name no one holds that the
 // name may not be registered yet.
-func (n *Node) unnamed(to actor.Target, err error) error {
-	if _, ok := to.(actor.Name); ok && errors.Is(err, actor.ErrNotFound) && strings.Contains(err.Error(), "no actor registered") {
+func unnamed(err error) error {
+	if errors.Is(err, actor.ErrNameNotFound) {
 		return fmt.Errorf("%w (if it is about to be registered, a singleton not yet elected for instance, Node.WaitName waits for it)", err)
 	}
 	return err
@@ -587,7 +587,8 @@ func (n *Node) systemStopped(err error) error {
 // request is bounded by max(5 s, LeaseTTL) as well (and so is the whole
 // Stop when ctx has no deadline), and once one finds etcd unreachable the
 // later ones are not waited for (the lease expires on its own, and Stop
-// returns ErrEtcdUnreachable saying so). Give it a
+// returns ErrEtcdUnreachable saying so, or context.DeadlineExceeded when
+// it was ctx's deadline that ran out first). Give it a
 // live context: under one already cancelled, distributed children move
 // without their state, and leaderships are not resigned nor the lease
 // revoked, so singletons and names move only when the lease expires. The
@@ -600,7 +601,8 @@ func (n *Node) Stop(ctx context.Context) error {
 	if n == nil {
 		return nil
 	}
-	if _, ok := ctx.Deadline(); !ok {
+	_, callerDeadline := ctx.Deadline()
+	if !callerDeadline {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, n.stopTimeout())
 		defer cancel()
@@ -631,9 +633,12 @@ func (n *Node) Stop(ctx context.Context) error {
 	}
 	// A request that ran out its time, its own bound's or the Stop's,
 	// ends the waiting on etcd: the later ones would find the same.
+	// cutShort: it was the caller's deadline that ended it.
+	cutShort := false
 	etcdErr := func(c context.Context, err error) error {
 		if err != nil && errors.Is(c.Err(), context.DeadlineExceeded) {
 			etcdDown = true
+			cutShort = callerDeadline && ctx.Err() != nil
 		}
 		return err
 	}
@@ -669,13 +674,10 @@ func (n *Node) Stop(ctx context.Context) error {
 	}
 	n.mu.Unlock()
 	if len(dsups) > 0 && !etcdDown {
-		// A probe, bounded by a quarter of what is left, so that an etcd
-		// gone does not take the whole Stop.
-		c, cancel := etcdCtx()
-		if dl, ok := c.Deadline(); ok {
-			cancel()
-			c, cancel = context.WithTimeout(ctx, time.Until(dl)/4)
-		}
+		// A probe, bounded by a quarter of a request's bound, so that an
+		// etcd gone does not take the whole Stop.
+		dl, _ := ctx.Deadline()
+		c, cancel := context.WithTimeout(ctx, min(n.stopTimeout(), time.Until(dl))/4)
 		_, err := n.client.Get(c, ring.MemberKey(n.cfg.Prefix, n.cfg.NodeID), clientv3.WithCountOnly())
 		etcdErr(c, err)
 		cancel()
@@ -723,7 +725,11 @@ func (n *Node) Stop(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	cancel()
-	if wasDown {
+	switch {
+	case cutShort:
+		errs = append(errs, fmt.Errorf("cohort: stop: %w before etcd answered; the node's member key and lease expire within the lease TTL (%v)",
+			context.DeadlineExceeded, n.session.Config().TTL))
+	case wasDown:
 		errs = append(errs, fmt.Errorf("%w: the node left without it; its member key and lease expire within the lease TTL (%v)",
 			ErrEtcdUnreachable, n.session.Config().TTL))
 	}

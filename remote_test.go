@@ -597,3 +597,36 @@ func TestRemoteStopAndKill(t *testing.T) {
 		t.Fatalf("stop on a node that is not a member = %v, want ErrNodeDown", err)
 	}
 }
+
+// slowTerminate signals when its Terminate begins and takes a while.
+type slowTerminate struct{ began chan struct{} }
+
+func (a *slowTerminate) HandleCall(*actor.Context, any) (any, error) { return "ok", nil }
+
+func (a *slowTerminate) Terminate(*actor.Context, error) {
+	close(a.began)
+	time.Sleep(300 * time.Millisecond)
+}
+
+// A remote stop in progress is not cut short when its asker goes away:
+// the actor finishes its Terminate and exits with the reason it was given.
+func TestRemoteStopOutlivesItsAsker(t *testing.T) {
+	cl := etcdtest.Start(t)
+	a := startNode(t, cohort.Config{NodeID: "a", Endpoints: cl.Endpoints()})
+	b := startNode(t, cohort.Config{NodeID: "b", Endpoints: cl.Endpoints()})
+	ctx := timeout(t, 30*time.Second)
+	began := make(chan struct{})
+	ref, err := b.System().Spawn(ctx, &slowTerminate{began: began}, actor.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, down := b.System().Monitor(ref)
+	go func() { _ = a.System().Stop(ctx, ref, errRetired) }()
+	<-began
+	if err := a.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := <-down; !errors.Is(d.Reason, errRetired) {
+		t.Fatalf("exit of an actor whose remote stop lost its asker = %v, want %v", d.Reason, errRetired)
+	}
+}

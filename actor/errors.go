@@ -13,6 +13,9 @@ var (
 	// registered under the name. Calls, casts and sends to an actor that has
 	// exited fail with it.
 	ErrNotFound = errors.New("actor: no such actor")
+	// ErrNameNotFound: no actor is registered under the name, in the
+	// system's local table nor with any resolver. It wraps ErrNotFound.
+	ErrNameNotFound = fmt.Errorf("%w: no actor registered under the name", ErrNotFound)
 	// ErrInvalidName: a name is empty, too long or holds control characters.
 	ErrInvalidName = errors.New("actor: invalid name")
 	// ErrAlreadyRegistered: the name is held by a live actor. The error is an

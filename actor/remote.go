@@ -26,8 +26,10 @@ type Remote interface {
 	// cancel returns, down is not called.
 	Monitor(target Ref, down func(reason error)) (cancel func())
 	// Stop stops the actor at to with reason, as System.Stop does on its
-	// node, and returns once it has exited or ctx ends; with kill, it
-	// kills it (System.Kill) and returns once the kill is on its way.
+	// node, and returns once it has exited, failing as Call does (with
+	// ctx's error when ctx ends first); with kill, it kills it
+	// (System.Kill), returns once the kill is on its way, and never
+	// blocks, failing as Send does.
 	Stop(ctx context.Context, to Ref, reason error, kill bool) error
 }
 

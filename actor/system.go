@@ -329,7 +329,7 @@ func (s *System) resolve(ctx context.Context, t Target) (*process, Ref, error) {
 				}
 			}
 		}
-		return nil, Ref{}, fmt.Errorf("%w: no actor registered as %q", ErrNotFound, string(t))
+		return nil, Ref{}, fmt.Errorf("%w %q", ErrNameNotFound, string(t))
 	case nil:
 		return nil, Ref{}, ErrInvalidRef
 	default:

@@ -386,7 +386,7 @@ func (in *inbound) dispatch(e *envelope) {
 
 // stop stops or kills the target of e. A stop waits for the actor to exit,
 // on a goroutine of its own (the stream reads on meanwhile), and is
-// answered like a call.
+// answered like a call; a kill is not answered.
 func (in *inbound) stop(e *envelope) {
 	sys := in.t.sys
 	reason := actor.ErrorFromWire(e.err)
@@ -407,12 +407,17 @@ func (in *inbound) stop(e *envelope) {
 		in.reply(id, nil, err)
 		return
 	}
-	ctx := in.ctx
-	var cancel context.CancelFunc = func() {}
+	// The stop outlives the stream if it must: an actor asked to stop is
+	// not killed because its asker's stream broke. It is bounded by the
+	// actor's shutdown timeout and the caller's deadline; Close waits
+	// for it (the node stops its actors before it closes the transport).
+	ctx, cancel := context.WithoutCancel(in.ctx), context.CancelFunc(func() {})
 	if e.deadline > 0 {
-		ctx, cancel = context.WithTimeout(in.ctx, time.Duration(e.deadline))
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(e.deadline))
 	}
+	in.t.wg.Add(1)
 	go func() {
+		defer in.t.wg.Done()
 		defer cancel()
 		in.reply(id, nil, sys.Stop(ctx, ref, reason))
 	}()

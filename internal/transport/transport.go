@@ -41,8 +41,8 @@ type Config struct {
 	// session to a node that Lookup does not know. It brings what Lookup
 	// answers up to date with the cluster as of now, within ctx, so that a
 	// node that joined a moment ago (its Refs can travel faster than the
-	// news of its joining) is found. Send never calls it: Send never
-	// waits.
+	// news of its joining) is found. Send and a kill never call it: they
+	// never wait.
 	Refresh func(ctx context.Context, node string)
 	// Explain, if set, says what the node knows of why a dial to node
 	// failed (a configuration that differs from this node's, say); it is
@@ -287,8 +287,9 @@ func (t *Transport) peer(node string) (*peer, error) {
 	return p, nil
 }
 
-// session returns the session to node. With a ctx (every path but Send),
-// a node Lookup does not know is first looked for with Refresh.
+// session returns the session to node. With a ctx (every path but Send
+// and a kill), a node Lookup does not know is first looked for with
+// Refresh.
 func (t *Transport) session(ctx context.Context, node string) (*session, error) {
 	if node == t.cfg.Node {
 		return nil, fmt.Errorf("%w: %s is this node", actor.ErrInvalidRef, node)
@@ -392,13 +393,17 @@ func (t *Transport) call(ctx context.Context, k kind, to actor.Ref, msg any) (an
 // queued, failing with actor.ErrBackpressure rather than wait for room,
 // as Send does. It fails as Call does.
 func (t *Transport) Stop(ctx context.Context, to actor.Ref, reason error, kill bool) error {
+	if kill {
+		// As Send: a kill never waits, for room or for a refresh.
+		s, err := t.session(nil, to.Node)
+		if err != nil {
+			return err
+		}
+		return s.q.push(ctx, &envelope{kind: kindKill, ref: to}, failFast)
+	}
 	s, err := t.session(ctx, to.Node)
 	if err != nil {
 		return err
-	}
-	if kill {
-		// As Send: a kill never waits for room.
-		return s.q.push(ctx, &envelope{kind: kindKill, ref: to}, failFast)
 	}
 	e := envelope{kind: kindStop, ref: to, err: actor.ErrorToWire(reason)}
 	if d, ok := ctx.Deadline(); ok {
